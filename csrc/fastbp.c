@@ -1,0 +1,121 @@
+/* fastbp.c - the public entry points of fastbp.h. Each picks the build for the
+ * network's dtype and this CPU (AVX2+FMA or generic) and calls it; the shuffle,
+ * which does not depend on dtype, lives here too. */
+#include "fastbp.h"
+#include "fastbp_isa.h"
+
+#define DECLARE_BUILD(dt, isa)                                                                 \
+    size_t fbp_work_bytes_##dt##_##isa(const fbp_net *);                                       \
+    long fbp_train_run_##dt##_##isa(const fbp_net *, fbp_train *, double);                      \
+    double fbp_train_batch_##dt##_##isa(const fbp_net *, fbp_train *, const void *, long,       \
+                                        const int32_t *, const void *);                         \
+    double fbp_gradients_##dt##_##isa(const fbp_net *, const void *, long, const int32_t *,     \
+                                      const void *);                                            \
+    void fbp_predict_##dt##_##isa(const fbp_net *, const void *, long, void *);                 \
+    double fbp_evaluate_##dt##_##isa(const fbp_net *, const void *, long, const int32_t *,      \
+                                     const void *, long *);                                     \
+    int fbp_sgd_update_##dt##_##isa(void *, const void *, void *, long, double, double, double, \
+                                    int);
+
+DECLARE_BUILD(f32, generic)
+DECLARE_BUILD(f64, generic)
+#if FBP_BUILD_AVX2
+DECLARE_BUILD(f32, avx2)
+DECLARE_BUILD(f64, avx2)
+#endif
+
+int fbp_cpu_has_avx2(void)
+{
+#if FBP_BUILD_AVX2
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int isa = -1;  /* -1: not chosen yet */
+
+int fbp_get_isa(void)
+{
+    if (isa < 0) isa = fbp_cpu_has_avx2() ? FBP_ISA_AVX2 : FBP_ISA_GENERIC;
+    return isa;
+}
+
+int fbp_set_isa(int requested)
+{
+    isa = (requested == FBP_ISA_AVX2 && fbp_cpu_has_avx2()) ? FBP_ISA_AVX2 : FBP_ISA_GENERIC;
+    return isa;
+}
+
+/* CALL(name, dtype, args): the build of `name` for dtype and the chosen ISA. */
+#if FBP_BUILD_AVX2
+#define CALL(name, dtype, args)                                                   \
+    ((dtype) == FBP_FLOAT32                                                       \
+         ? (fbp_get_isa() == FBP_ISA_AVX2 ? name##_f32_avx2 args : name##_f32_generic args) \
+         : (fbp_get_isa() == FBP_ISA_AVX2 ? name##_f64_avx2 args : name##_f64_generic args))
+#else
+#define CALL(name, dtype, args) \
+    ((dtype) == FBP_FLOAT32 ? name##_f32_generic args : name##_f64_generic args)
+#endif
+
+size_t fbp_work_bytes(const fbp_net *net) { return CALL(fbp_work_bytes, net->dtype, (net)); }
+
+long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds)
+{
+    return CALL(fbp_train_run, net->dtype, (net, t, max_seconds));
+}
+
+double fbp_train_batch(const fbp_net *net, fbp_train *t, const void *X, long n,
+                       const int32_t *labels, const void *targets)
+{
+    return CALL(fbp_train_batch, net->dtype, (net, t, X, n, labels, targets));
+}
+
+double fbp_gradients(const fbp_net *net, const void *X, long n, const int32_t *labels,
+                     const void *targets)
+{
+    return CALL(fbp_gradients, net->dtype, (net, X, n, labels, targets));
+}
+
+void fbp_predict(const fbp_net *net, const void *X, long n, void *out)
+{
+    CALL(fbp_predict, net->dtype, (net, X, n, out));
+}
+
+double fbp_evaluate(const fbp_net *net, const void *X, long n, const int32_t *labels,
+                    const void *targets, long *n_correct)
+{
+    return CALL(fbp_evaluate, net->dtype, (net, X, n, labels, targets, n_correct));
+}
+
+int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n, double lr,
+                   double momentum, double weight_decay, int nesterov)
+{
+    return CALL(fbp_sgd_update, dtype,
+                (param, grad, velocity, n, lr, momentum, weight_decay, nesterov));
+}
+
+/* splitmix64: small, fast, and the same sequence on every platform. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+void fbp_epoch_begin(fbp_train *t)
+{
+    for (long i = 0; i < t->n_samples; i++) t->order[i] = i;
+    if (t->shuffle) /* Fisher-Yates; the modulo bias is below 2^-30 for any real n */
+        for (long i = t->n_samples - 1; i > 0; i--) {
+            long j = (long)(next_random(&t->rng) % (uint64_t)(i + 1));
+            int64_t tmp = t->order[i];
+            t->order[i] = t->order[j];
+            t->order[j] = tmp;
+        }
+    t->pos = 0;
+    t->loss_sum = 0;
+    t->n_seen = 0;
+}

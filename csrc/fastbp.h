@@ -1,0 +1,130 @@
+/* fastbp.h - the C API of fastbp: one header, every symbol prefixed fbp_.
+ *
+ * A network is a stack of dense layers. Layer l maps activations A_l (B, sizes[l])
+ * to A_{l+1} (B, sizes[l+1]) through W_l (sizes[l], sizes[l+1]) and b_l (sizes[l+1]).
+ * All arrays are flat, row-major and owned by the caller (Python): C allocates
+ * nothing and frees nothing. Every array of one network has the same dtype
+ * (float32 or float64), chosen by fbp_net.dtype; the implementation for that dtype
+ * and for the best instruction set of this CPU is selected at run time.
+ */
+#ifndef FASTBP_H
+#define FASTBP_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum fbp_dtype { FBP_FLOAT32 = 0, FBP_FLOAT64 = 1 };
+
+/* Hidden activations; the output layer uses FBP_IDENTITY and the loss adds softmax. */
+enum fbp_activation { FBP_IDENTITY = 0, FBP_RELU = 1, FBP_SIGMOID = 2, FBP_TANH = 3 };
+
+/* Cross-entropy: softmax output, integer labels, mean over the batch.
+ * MSE: identity output, mean over samples and outputs of (yhat - y)^2. */
+enum fbp_loss { FBP_CROSS_ENTROPY = 0, FBP_MSE = 1 };
+
+enum fbp_status {
+    FBP_OK = 0,
+    FBP_NONFINITE_LOSS = 1,    /* a batch gave a NaN/inf loss; no update was applied */
+    FBP_NONFINITE_WEIGHTS = 2  /* an update overflowed to NaN/inf */
+};
+
+/* Code paths, for fbp_set_isa / fbp_get_isa. */
+enum fbp_isa { FBP_ISA_GENERIC = 0, FBP_ISA_AVX2 = 1 };
+
+/* Time spent inside C per phase, in seconds, accumulated while fbp_net.profile != NULL. */
+typedef struct {
+    double gather, forward, backward, update;
+    long steps;
+} fbp_profile;
+
+typedef struct {
+    int dtype;               /* enum fbp_dtype */
+    int n_layers;            /* L */
+    const int *sizes;        /* (L + 1,) */
+    const int *activations;  /* (L,) enum fbp_activation; the last is FBP_IDENTITY */
+    int loss;                /* enum fbp_loss */
+    void **W, **b;           /* (L,) pointers to (sizes[l], sizes[l+1]) and (sizes[l+1],) */
+    void **dW, **db;         /* gradients, same shapes */
+    void **vW, **vb;         /* momentum velocities, same shapes, or NULL without momentum */
+    void *work;              /* fbp_work_bytes(net) bytes: activations and deltas */
+    int max_batch;           /* rows processed at once; larger batches go in chunks */
+    fbp_profile *profile;    /* NULL, or where to accumulate phase times */
+} fbp_net;
+
+/* The training state of one fit: the data, the optimizer settings and where the
+ * epoch is. Python fills it once per fit; C advances it. */
+typedef struct {
+    const void *X;            /* (n_samples, sizes[0]) */
+    long n_samples;
+    const int32_t *labels;    /* (n_samples,) cross-entropy labels, or NULL */
+    const void *targets;      /* (n_samples, sizes[L]) MSE targets, or NULL */
+    int64_t *order;           /* (n_samples,) sample order of the epoch, written by C */
+    long batch_size;          /* samples per update; n_samples means full-batch GD */
+    int shuffle;              /* reshuffle order at the start of each epoch */
+    uint64_t rng;             /* state of the shuffle generator (splitmix64) */
+    double lr;                /* learning rate of this epoch, before per-step decay */
+    double decay;             /* invscaling: lr_t = lr / (1 + decay * step) */
+    double momentum, weight_decay;
+    int nesterov;
+    long step;                /* updates done so far, over all epochs */
+    long pos;                 /* next position in order within the epoch */
+    double loss_sum;          /* sum of per-sample losses over the epoch so far */
+    long n_seen;              /* samples seen in the epoch so far */
+    double last_lr;           /* learning rate of the last update */
+    int status;               /* enum fbp_status */
+} fbp_train;
+
+/* Bytes of fbp_net.work needed for the sizes and max_batch in net. */
+size_t fbp_work_bytes(const fbp_net *net);
+
+/* Starts an epoch: (re)fills t->order, shuffled when t->shuffle, and resets the
+ * epoch's counters. */
+void fbp_epoch_begin(fbp_train *t);
+
+/* Runs updates of the current epoch until it ends, a non-finite value appears
+ * (t->status) or about max_seconds have passed (so the caller can look for
+ * Ctrl-C). Returns the number of updates done; the epoch is over when
+ * t->pos == t->n_samples. Each update is complete or not started. */
+long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds);
+
+/* One update on the n rows of X (all of them, one batch): forward, backward,
+ * SGD step. Returns the mean loss of the batch before the update; sets t->status.
+ * Uses t's optimizer fields and step counter only. */
+double fbp_train_batch(const fbp_net *net, fbp_train *t, const void *X, long n,
+                       const int32_t *labels, const void *targets);
+
+/* Gradients of the mean loss over the n rows of X into net->dW, net->db
+ * (backpropagation only: the weights are not touched). Returns the mean loss. */
+double fbp_gradients(const fbp_net *net, const void *X, long n,
+                     const int32_t *labels, const void *targets);
+
+/* Network outputs for the n rows of X into out (n, sizes[L]): probabilities for
+ * cross-entropy, raw outputs for MSE. */
+void fbp_predict(const fbp_net *net, const void *X, long n, void *out);
+
+/* Sum of per-sample losses over the n rows of X; for cross-entropy also the
+ * number of correct argmax predictions in *n_correct. */
+double fbp_evaluate(const fbp_net *net, const void *X, long n,
+                    const int32_t *labels, const void *targets, long *n_correct);
+
+/* In place, over n elements of dtype:
+ *   g' = g + weight_decay * p
+ *   without momentum:   p -= lr * g'
+ *   with momentum:      v = momentum * v + g';  p -= lr * (nesterov ? g' + momentum * v : v)
+ * Returns 1 if any updated value is NaN or inf, else 0. */
+int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
+                   double lr, double momentum, double weight_decay, int nesterov);
+
+/* Instruction-set selection: the best this CPU supports unless forced. */
+int fbp_cpu_has_avx2(void);
+int fbp_get_isa(void);
+int fbp_set_isa(int isa);   /* returns the ISA in use after the call */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

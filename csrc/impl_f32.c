@@ -1,0 +1,9 @@
+/* The portable build of the kernels in float: runs on any CPU the compiler targets. */
+#define FBP_REAL float
+#define FBP_DT f32
+#define FBP_ISA_NAME generic
+#include "real.h"
+#include "dense.inc"
+#include "loss.inc"
+#include "sgd.inc"
+#include "train.inc"

@@ -1,0 +1,9 @@
+/* The portable build of the kernels in double: runs on any CPU the compiler targets. */
+#define FBP_REAL double
+#define FBP_DT f64
+#define FBP_ISA_NAME generic
+#include "real.h"
+#include "dense.inc"
+#include "loss.inc"
+#include "sgd.inc"
+#include "train.inc"

@@ -1,0 +1,50 @@
+/* real.h - what one instantiation of the kernels sees.
+ *
+ * The kernels (dense.inc, loss.inc, sgd.inc, train.inc) are written once over the
+ * type `real` and compiled four times: float and double, each for the portable
+ * x86-64/any-CPU baseline and for AVX2+FMA (see impl_*.c). Before including this
+ * file an instantiation defines
+ *   FBP_REAL      float or double
+ *   FBP_DT        f32 or f64
+ *   FBP_ISA_NAME  generic or avx2
+ */
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include "fastbp.h"
+
+typedef FBP_REAL real;
+
+#define FBP_CAT_(a, b, c) a##_##b##_##c
+#define FBP_CAT(a, b, c) FBP_CAT_(a, b, c)
+/* EXPORT(fbp_train_run) -> fbp_train_run_f32_avx2: the only non-static names. */
+#define EXPORT(name) FBP_CAT(name, FBP_DT, FBP_ISA_NAME)
+
+/* A vector of 32 bytes (8 floats or 4 doubles) through GCC/Clang vector
+ * extensions: one AVX register on the avx2 build, two SSE registers on the
+ * generic one. Loads and stores go through memcpy, so no alignment is assumed. */
+#define VL ((int)(32 / sizeof(real)))
+typedef real vreal __attribute__((vector_size(32)));
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi" /* the helpers below are always inlined */
+#endif
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE vreal vload(const real *p) { vreal v; memcpy(&v, p, sizeof v); return v; }
+INLINE void vstore(real *p, vreal v) { memcpy(p, &v, sizeof v); }
+INLINE vreal vbroadcast(real x) { vreal v; for (int i = 0; i < VL; i++) v[i] = x; return v; }
+INLINE real vsum(vreal v) { real s = 0; for (int i = 0; i < VL; i++) s += v[i]; return s; }
+
+static inline double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define FBP_MAX_LAYERS 64
+
+/* Math in the precision of real (expf for float, exp for double). */
+#define rexp(x) (sizeof(real) == 4 ? (real)expf((float)(x)) : (real)exp((double)(x)))
+#define rlog(x) (sizeof(real) == 4 ? (real)logf((float)(x)) : (real)log((double)(x)))
+#define rtanh(x) (sizeof(real) == 4 ? (real)tanhf((float)(x)) : (real)tanh((double)(x)))

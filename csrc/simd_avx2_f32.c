@@ -1,0 +1,20 @@
+/* The same kernels in float, compiled for AVX2 + FMA. Only this file gets those
+ * instructions (through the target pragma, not a global -march flag), and
+ * fastbp.c calls it only on a CPU that reports both. */
+#include "fastbp_isa.h"
+#if FBP_BUILD_AVX2
+#define FBP_REAL float
+#define FBP_DT f32
+#define FBP_ISA_NAME avx2
+/* System headers first, so that only fastbp code is compiled for AVX2. */
+#include <math.h>
+#include <string.h>
+#include <time.h>
+FBP_TARGET_AVX2_BEGIN
+#include "real.h"
+#include "dense.inc"
+#include "loss.inc"
+#include "sgd.inc"
+#include "train.inc"
+FBP_TARGET_AVX2_END
+#endif

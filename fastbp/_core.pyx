@@ -1,0 +1,353 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The only place Python meets C.
+
+Python validates arguments and owns every array; this module checks that what it
+hands to C has the right dtype, shape and layout, fills the C structs with
+pointers into those arrays, and calls C with the GIL released.
+"""
+import numpy as np
+cimport numpy as cnp
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.stdint cimport int32_t, int64_t, uint64_t
+
+cnp.import_array()
+
+cdef extern from "fastbp.h" nogil:
+    enum: FBP_FLOAT32, FBP_FLOAT64
+    enum: FBP_OK, FBP_NONFINITE_LOSS, FBP_NONFINITE_WEIGHTS
+    enum: FBP_ISA_GENERIC, FBP_ISA_AVX2
+    ctypedef struct fbp_profile:
+        double gather, forward, backward, update
+        long steps
+    ctypedef struct fbp_net:
+        int dtype
+        int n_layers
+        const int *sizes
+        const int *activations
+        int loss
+        void **W
+        void **b
+        void **dW
+        void **db
+        void **vW
+        void **vb
+        void *work
+        int max_batch
+        fbp_profile *profile
+    ctypedef struct fbp_train:
+        const void *X
+        long n_samples
+        const int32_t *labels
+        const void *targets
+        int64_t *order
+        long batch_size
+        int shuffle
+        uint64_t rng
+        double lr, decay, momentum, weight_decay
+        int nesterov
+        long step, pos
+        double loss_sum
+        long n_seen
+        double last_lr
+        int status
+    size_t fbp_work_bytes(const fbp_net *net)
+    void fbp_epoch_begin(fbp_train *t)
+    long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds)
+    double fbp_train_batch(const fbp_net *net, fbp_train *t, const void *X, long n,
+                           const int32_t *labels, const void *targets)
+    double fbp_gradients(const fbp_net *net, const void *X, long n,
+                         const int32_t *labels, const void *targets)
+    void fbp_predict(const fbp_net *net, const void *X, long n, void *out)
+    double fbp_evaluate(const fbp_net *net, const void *X, long n, const int32_t *labels,
+                        const void *targets, long *n_correct)
+    int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
+                       double lr, double momentum, double weight_decay, int nesterov)
+    int fbp_cpu_has_avx2()
+    int fbp_get_isa()
+    int fbp_set_isa(int isa)
+
+STATUS_OK = FBP_OK
+STATUS_NONFINITE_LOSS = FBP_NONFINITE_LOSS
+STATUS_NONFINITE_WEIGHTS = FBP_NONFINITE_WEIGHTS
+ISA_NAMES = {FBP_ISA_GENERIC: "generic", FBP_ISA_AVX2: "avx2"}
+
+
+cdef int dtype_code(dtype) except -1:
+    if dtype == np.float32:
+        return FBP_FLOAT32
+    if dtype == np.float64:
+        return FBP_FLOAT64
+    raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+
+
+cdef void *data_of(cnp.ndarray a, dtype, shape, str name) except NULL:
+    """Pointer to a's data after checking what C will assume about it."""
+    if a.dtype != dtype or not a.flags.c_contiguous or tuple(a.shape) != tuple(shape):
+        raise ValueError(f"internal: {name} must be a C-contiguous {np.dtype(dtype).name} "
+                         f"array of shape {tuple(shape)}, got {a.dtype} {a.shape}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    return cnp.PyArray_DATA(a)
+
+
+cdef const void *rdata_of(cnp.ndarray a, dtype, shape, str name) except NULL:
+    if a.dtype != dtype or not a.flags.c_contiguous or tuple(a.shape) != tuple(shape):
+        raise ValueError(f"internal: {name} must be a C-contiguous {np.dtype(dtype).name} "
+                         f"array of shape {tuple(shape)}, got {a.dtype} {a.shape}")
+    return cnp.PyArray_DATA(a)
+
+
+cdef class CoreNet:
+    """An fbp_net over arrays that Python owns: weights, biases, their gradients,
+    optional momentum velocities and the work buffer for max_batch rows."""
+    cdef fbp_net net
+    cdef fbp_profile prof
+    cdef int *c_sizes
+    cdef int *c_acts
+    cdef void **ptrs              # 6 blocks of n_layers pointers: W b dW db vW vb
+    cdef readonly list weights, biases, dW, db, vW, vb
+    cdef readonly object dtype
+    cdef readonly int max_batch
+    cdef readonly tuple sizes
+    cdef object work
+
+    def __cinit__(self):
+        self.c_sizes = NULL
+        self.c_acts = NULL
+        self.ptrs = NULL
+
+    def __init__(self, sizes, activations, int loss, list weights, list biases, int max_batch):
+        cdef int L = len(sizes) - 1, l
+        self.dtype = weights[0].dtype
+        self.sizes = tuple(int(s) for s in sizes)
+        self.max_batch = max_batch
+        self.c_sizes = <int *>PyMem_Malloc((L + 1) * sizeof(int))
+        self.c_acts = <int *>PyMem_Malloc(L * sizeof(int))
+        self.ptrs = <void **>PyMem_Malloc(6 * L * sizeof(void *))
+        if self.c_sizes == NULL or self.c_acts == NULL or self.ptrs == NULL:
+            raise MemoryError()
+        for l in range(L + 1):
+            self.c_sizes[l] = sizes[l]
+        for l in range(L):
+            self.c_acts[l] = activations[l]
+        self.weights, self.biases = weights, biases
+        self.dW = [np.zeros_like(w) for w in weights]
+        self.db = [np.zeros_like(b) for b in biases]
+        self.vW, self.vb = None, None
+        self.net.dtype = dtype_code(self.dtype)
+        self.net.n_layers = L
+        self.net.sizes = self.c_sizes
+        self.net.activations = self.c_acts
+        self.net.loss = loss
+        self.net.W, self.net.b = self.ptrs, self.ptrs + L
+        self.net.dW, self.net.db = self.ptrs + 2 * L, self.ptrs + 3 * L
+        for l in range(L):
+            shape = (sizes[l], sizes[l + 1])
+            self.net.W[l] = data_of(weights[l], self.dtype, shape, f"weights[{l}]")
+            self.net.b[l] = data_of(biases[l], self.dtype, shape[1:], f"biases[{l}]")
+            self.net.dW[l] = data_of(self.dW[l], self.dtype, shape, "dW")
+            self.net.db[l] = data_of(self.db[l], self.dtype, shape[1:], "db")
+        self.net.vW = self.net.vb = NULL
+        self.net.max_batch = max_batch
+        self.net.work = NULL
+        self.net.profile = NULL
+        self.work = np.empty(fbp_work_bytes(&self.net), dtype=np.uint8)
+        self.net.work = cnp.PyArray_DATA(self.work)
+
+    def __dealloc__(self):
+        PyMem_Free(self.c_sizes)
+        PyMem_Free(self.c_acts)
+        PyMem_Free(self.ptrs)
+
+    def set_velocity(self, list vW, list vb):
+        """Use these arrays as momentum velocities (None: no momentum)."""
+        cdef int L = self.net.n_layers, l
+        if vW is None:
+            self.vW = self.vb = None
+            self.net.vW = self.net.vb = NULL
+            return
+        for l in range(L):
+            self.ptrs[4 * L + l] = data_of(vW[l], self.dtype, self.weights[l].shape, "velocity")
+            self.ptrs[5 * L + l] = data_of(vb[l], self.dtype, self.biases[l].shape, "velocity")
+        self.vW, self.vb = vW, vb
+        self.net.vW, self.net.vb = self.ptrs + 4 * L, self.ptrs + 5 * L
+
+    def profile_start(self):
+        self.prof.gather = self.prof.forward = self.prof.backward = self.prof.update = 0
+        self.prof.steps = 0
+        self.net.profile = &self.prof
+
+    def profile_stop(self):
+        self.net.profile = NULL
+        return {"gather": self.prof.gather, "forward": self.prof.forward,
+                "backward": self.prof.backward, "update": self.prof.update,
+                "steps": self.prof.steps}
+
+    cdef const int32_t *labels_ptr(self, labels, long n) except? NULL:
+        if labels is None:
+            return NULL
+        return <const int32_t *>rdata_of(labels, np.int32, (n,), "labels")
+
+    cdef const void *targets_ptr(self, targets, long n) except? NULL:
+        if targets is None:
+            return NULL
+        return rdata_of(targets, self.dtype, (n, self.sizes[-1]), "targets")
+
+    def gradients(self, cnp.ndarray X, labels, targets):
+        """Backpropagation over all rows of X into self.dW, self.db; the mean loss."""
+        cdef long n = X.shape[0]
+        cdef const void *x = rdata_of(X, self.dtype, (n, self.sizes[0]), "X")
+        cdef const int32_t *lab = self.labels_ptr(labels, n)
+        cdef const void *tgt = self.targets_ptr(targets, n)
+        cdef double loss
+        with nogil:
+            loss = fbp_gradients(&self.net, x, n, lab, tgt)
+        return loss
+
+    def predict(self, cnp.ndarray X, cnp.ndarray out):
+        cdef long n = X.shape[0]
+        cdef const void *x = rdata_of(X, self.dtype, (n, self.sizes[0]), "X")
+        cdef void *o = data_of(out, self.dtype, (n, self.sizes[-1]), "out")
+        with nogil:
+            fbp_predict(&self.net, x, n, o)
+
+    def evaluate(self, cnp.ndarray X, labels, targets):
+        """(sum of per-sample losses, number of correct predictions)."""
+        cdef long n = X.shape[0], correct = 0
+        cdef const void *x = rdata_of(X, self.dtype, (n, self.sizes[0]), "X")
+        cdef const int32_t *lab = self.labels_ptr(labels, n)
+        cdef const void *tgt = self.targets_ptr(targets, n)
+        cdef double total
+        with nogil:
+            total = fbp_evaluate(&self.net, x, n, lab, tgt, &correct)
+        return total, correct
+
+    def train_batch(self, Trainer trainer, cnp.ndarray X, labels, targets):
+        """One update on all rows of X with trainer's optimizer settings; the mean loss."""
+        cdef long n = X.shape[0]
+        cdef const void *x = rdata_of(X, self.dtype, (n, self.sizes[0]), "X")
+        cdef const int32_t *lab = self.labels_ptr(labels, n)
+        cdef const void *tgt = self.targets_ptr(targets, n)
+        cdef double loss
+        with nogil:
+            loss = fbp_train_batch(&self.net, &trainer.t, x, n, lab, tgt)
+        return loss
+
+    def run(self, Trainer trainer, double max_seconds):
+        """Updates of trainer's current epoch for about max_seconds; how many."""
+        cdef long steps
+        if trainer.t.X == NULL:
+            raise ValueError("internal: trainer has no data")
+        with nogil:
+            steps = fbp_train_run(&self.net, &trainer.t, max_seconds)
+        return steps
+
+
+cdef class Trainer:
+    """An fbp_train: the data of one fit (by reference), the optimizer settings and
+    the position in the epoch. Holds references to the arrays it points into."""
+    cdef fbp_train t
+    cdef object X, labels, targets, order
+
+    def __init__(self, X=None, labels=None, targets=None, long batch_size=1, bint shuffle=True,
+                 uint64_t rng=0):
+        cdef long n = 0 if X is None else X.shape[0]
+        self.t.X = NULL
+        self.t.labels = NULL
+        self.t.targets = NULL
+        self.t.order = NULL
+        self.t.n_samples = n
+        if X is not None:
+            self.X = X
+            self.t.X = rdata_of(X, X.dtype, X.shape, "X")
+            self.order = np.empty(n, dtype=np.int64)
+            self.t.order = <int64_t *>cnp.PyArray_DATA(self.order)
+            if labels is not None:
+                self.labels = labels
+                self.t.labels = <const int32_t *>rdata_of(labels, np.int32, (n,), "labels")
+            if targets is not None:
+                self.targets = targets
+                self.t.targets = rdata_of(targets, X.dtype, (n, targets.shape[1]), "targets")
+        self.t.batch_size = batch_size
+        self.t.shuffle = shuffle
+        self.t.rng = rng
+        self.t.lr = 0.01
+        self.t.decay = 0
+        self.t.momentum = 0
+        self.t.weight_decay = 0
+        self.t.nesterov = 0
+        self.t.step = 0
+        self.t.pos = n
+        self.t.loss_sum = 0
+        self.t.n_seen = 0
+        self.t.last_lr = 0
+        self.t.status = FBP_OK
+
+    def set_optimizer(self, double lr, double decay, double momentum, double weight_decay,
+                      bint nesterov, long step):
+        self.t.lr, self.t.decay = lr, decay
+        self.t.momentum, self.t.weight_decay, self.t.nesterov = momentum, weight_decay, nesterov
+        self.t.step = step
+
+    def epoch_begin(self):
+        fbp_epoch_begin(&self.t)
+
+    @property
+    def epoch_done(self):
+        return self.t.pos >= self.t.n_samples
+
+    @property
+    def status(self):
+        return self.t.status
+
+    @property
+    def step(self):
+        return self.t.step
+
+    @property
+    def rng(self):
+        return self.t.rng
+
+    @property
+    def epoch_loss(self):
+        return self.t.loss_sum / self.t.n_seen if self.t.n_seen else float("nan")
+
+    @property
+    def last_lr(self):
+        return self.t.last_lr
+
+    @property
+    def pos(self):
+        return self.t.pos
+
+
+def sgd_update_raw(cnp.ndarray param, cnp.ndarray grad, velocity, double lr, double momentum,
+                   double weight_decay, bint nesterov):
+    """The C update on arrays already checked by fastbp.optim.sgd_update."""
+    cdef int code = dtype_code(param.dtype)
+    cdef void *p = data_of(param, param.dtype, param.shape, "param")
+    cdef const void *g = rdata_of(grad, param.dtype, param.shape, "grad")
+    cdef void *v = NULL
+    cdef long n = param.size
+    cdef int bad
+    if velocity is not None:
+        v = data_of(velocity, param.dtype, param.shape, "velocity")
+    with nogil:
+        bad = fbp_sgd_update(code, p, g, v, n, lr, momentum, weight_decay, nesterov)
+    return bad
+
+
+def cpu_has_avx2():
+    return bool(fbp_cpu_has_avx2())
+
+
+def get_isa():
+    return ISA_NAMES[fbp_get_isa()]
+
+
+def set_isa(str name):
+    """Force 'generic' or 'avx2' (the latter only where the CPU has it)."""
+    codes = {v: k for k, v in ISA_NAMES.items()}
+    if name not in codes:
+        raise ValueError(f"unknown code path {name!r}; expected 'generic' or 'avx2'")
+    return ISA_NAMES[fbp_set_isa(codes[name])]
