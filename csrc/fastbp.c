@@ -34,6 +34,8 @@ int fbp_cpu_has_avx2(void)
 #endif
 }
 
+int fbp_test_fault_layer = -1;
+
 static int isa = -1;  /* -1: not chosen yet */
 
 int fbp_get_isa(void)

@@ -119,6 +119,10 @@ double fbp_evaluate(const fbp_net *net, const void *X, long n,
 int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
                    double lr, double momentum, double weight_decay, int nesterov);
 
+/* Testing only: when >= 0, backpropagation adds 1e-3 to dW[0] of that layer, a
+ * planted bug that fastbp.gradcheck must catch. Not part of the Python API. */
+extern int fbp_test_fault_layer;
+
 /* Instruction-set selection: the best this CPU supports unless forced. */
 int fbp_cpu_has_avx2(void);
 int fbp_get_isa(void);

@@ -62,6 +62,7 @@ cdef extern from "fastbp.h" nogil:
                         const void *targets, long *n_correct)
     int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
                        double lr, double momentum, double weight_decay, int nesterov)
+    int fbp_test_fault_layer
     int fbp_cpu_has_avx2()
     int fbp_get_isa()
     int fbp_set_isa(int isa)
@@ -80,21 +81,21 @@ cdef int dtype_code(dtype) except -1:
     raise TypeError(f"dtype must be float32 or float64, got {dtype}")
 
 
-cdef void *data_of(cnp.ndarray a, dtype, shape, str name) except NULL:
+cdef void *data_of(object a, dtype, shape, str name) except NULL:
     """Pointer to a's data after checking what C will assume about it."""
     if a.dtype != dtype or not a.flags.c_contiguous or tuple(a.shape) != tuple(shape):
         raise ValueError(f"internal: {name} must be a C-contiguous {np.dtype(dtype).name} "
                          f"array of shape {tuple(shape)}, got {a.dtype} {a.shape}")
     if not a.flags.writeable:
         raise ValueError(f"{name} must be writeable")
-    return cnp.PyArray_DATA(a)
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef const void *rdata_of(cnp.ndarray a, dtype, shape, str name) except NULL:
+cdef const void *rdata_of(object a, dtype, shape, str name) except NULL:
     if a.dtype != dtype or not a.flags.c_contiguous or tuple(a.shape) != tuple(shape):
         raise ValueError(f"internal: {name} must be a C-contiguous {np.dtype(dtype).name} "
                          f"array of shape {tuple(shape)}, got {a.dtype} {a.shape}")
-    return cnp.PyArray_DATA(a)
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef class CoreNet:
@@ -109,6 +110,7 @@ cdef class CoreNet:
     cdef readonly object dtype
     cdef readonly int max_batch
     cdef readonly tuple sizes
+    cdef readonly long n_in, n_out
     cdef object work
 
     def __cinit__(self):
@@ -120,6 +122,7 @@ cdef class CoreNet:
         cdef int L = len(sizes) - 1, l
         self.dtype = weights[0].dtype
         self.sizes = tuple(int(s) for s in sizes)
+        self.n_in, self.n_out = self.sizes[0], self.sizes[L]
         self.max_batch = max_batch
         self.c_sizes = <int *>PyMem_Malloc((L + 1) * sizeof(int))
         self.c_acts = <int *>PyMem_Malloc(L * sizeof(int))
@@ -191,12 +194,12 @@ cdef class CoreNet:
     cdef const void *targets_ptr(self, targets, long n) except? NULL:
         if targets is None:
             return NULL
-        return rdata_of(targets, self.dtype, (n, self.sizes[-1]), "targets")
+        return rdata_of(targets, self.dtype, (n, self.n_out), "targets")
 
-    def gradients(self, cnp.ndarray X, labels, targets):
+    def gradients(self, object X, labels, targets):
         """Backpropagation over all rows of X into self.dW, self.db; the mean loss."""
         cdef long n = X.shape[0]
-        cdef const void *x = rdata_of(X, self.dtype, (n, self.sizes[0]), "X")
+        cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
         cdef const int32_t *lab = self.labels_ptr(labels, n)
         cdef const void *tgt = self.targets_ptr(targets, n)
         cdef double loss
@@ -204,17 +207,17 @@ cdef class CoreNet:
             loss = fbp_gradients(&self.net, x, n, lab, tgt)
         return loss
 
-    def predict(self, cnp.ndarray X, cnp.ndarray out):
+    def predict(self, object X, object out):
         cdef long n = X.shape[0]
-        cdef const void *x = rdata_of(X, self.dtype, (n, self.sizes[0]), "X")
-        cdef void *o = data_of(out, self.dtype, (n, self.sizes[-1]), "out")
+        cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
+        cdef void *o = data_of(out, self.dtype, (n, self.n_out), "out")
         with nogil:
             fbp_predict(&self.net, x, n, o)
 
-    def evaluate(self, cnp.ndarray X, labels, targets):
+    def evaluate(self, object X, labels, targets):
         """(sum of per-sample losses, number of correct predictions)."""
         cdef long n = X.shape[0], correct = 0
-        cdef const void *x = rdata_of(X, self.dtype, (n, self.sizes[0]), "X")
+        cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
         cdef const int32_t *lab = self.labels_ptr(labels, n)
         cdef const void *tgt = self.targets_ptr(targets, n)
         cdef double total
@@ -222,10 +225,10 @@ cdef class CoreNet:
             total = fbp_evaluate(&self.net, x, n, lab, tgt, &correct)
         return total, correct
 
-    def train_batch(self, Trainer trainer, cnp.ndarray X, labels, targets):
+    def train_batch(self, Trainer trainer, object X, labels, targets):
         """One update on all rows of X with trainer's optimizer settings; the mean loss."""
         cdef long n = X.shape[0]
-        cdef const void *x = rdata_of(X, self.dtype, (n, self.sizes[0]), "X")
+        cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
         cdef const int32_t *lab = self.labels_ptr(labels, n)
         cdef const void *tgt = self.targets_ptr(targets, n)
         cdef double loss
@@ -321,7 +324,7 @@ cdef class Trainer:
         return self.t.pos
 
 
-def sgd_update_raw(cnp.ndarray param, cnp.ndarray grad, velocity, double lr, double momentum,
+def sgd_update_raw(object param, object grad, velocity, double lr, double momentum,
                    double weight_decay, bint nesterov):
     """The C update on arrays already checked by fastbp.optim.sgd_update."""
     cdef int code = dtype_code(param.dtype)
@@ -351,3 +354,9 @@ def set_isa(str name):
     if name not in codes:
         raise ValueError(f"unknown code path {name!r}; expected 'generic' or 'avx2'")
     return ISA_NAMES[fbp_set_isa(codes[name])]
+
+
+def _set_test_fault(int layer):
+    """Testing only: plant an error in layer's dW during backpropagation (-1: none)."""
+    global fbp_test_fault_layer
+    fbp_test_fault_layer = layer

@@ -1,0 +1,7 @@
+"""fastbp: multilayer perceptrons trained by backpropagation and SGD, the whole
+update in C."""
+from ._version import __version__
+from .network import History, Network
+from .optim import sgd_update
+
+__all__ = ["Network", "History", "sgd_update", "__version__"]

@@ -1,0 +1,113 @@
+"""Argument checks shared by the public API: each error names the argument, what
+was expected and what was given."""
+import numbers
+
+import numpy as np
+
+_FINITE_CHUNK_ROWS = 8192  # rows checked at once, so the check never copies all of X
+
+
+def check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt.name!r}")
+    return dt
+
+
+def check_choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def check_positive(name, value, integer=False):
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_nonnegative(name, value, upper=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (upper is not None and value >= upper):
+        bound = f"in [0, {upper})" if upper is not None else ">= 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _check_finite(name, a):
+    """Raise if a (2-D) holds NaN or inf, a block of rows at a time."""
+    for start in range(0, a.shape[0], _FINITE_CHUNK_ROWS):
+        block = a[start:start + _FINITE_CHUNK_ROWS]
+        if not np.isfinite(block).all():
+            bad = np.argwhere(~np.isfinite(block))[0]
+            where = (start + bad[0],) + tuple(bad[1:])
+            raise ValueError(f"{name} contains NaN or inf (first at index {where})")
+
+
+def check_X(X, n_features, dtype, name="X"):
+    """X as a C-contiguous (n, n_features) array of dtype: returned as it is when it
+    already is one (no copy), otherwise converted once."""
+    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+        X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features per sample but the network's input "
+                         f"layer has {n_features}")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or np.issubdtype(X.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if np.issubdtype(X.dtype, np.floating):
+        _check_finite(name, X)
+    return X
+
+
+def check_labels(y, n_samples, n_classes, name="y"):
+    """Class labels as int32 in [0, n_classes)."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class labels, got shape {y.shape}")
+    if len(y) != n_samples:
+        raise ValueError(f"len({name}) = {len(y)} but X has {n_samples} samples")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        if not (y == np.round(y)).all():
+            i = int(np.argmax(y != np.round(y)))
+            raise ValueError(f"{name} must hold integer class labels, got {name}[{i}] = {y[i]}")
+    elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
+        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    if len(y):
+        lo, hi = y.min(), y.max()
+        if lo < 0 or hi >= n_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} has label {bad}, outside [0, {n_classes}) for a network "
+                             f"with {n_classes} outputs")
+    return np.ascontiguousarray(y, dtype=np.int32)
+
+
+def check_targets(y, n_samples, n_outputs, dtype, name="y"):
+    """Regression targets as a C-contiguous (n, n_outputs) array of dtype."""
+    y = np.asarray(y)
+    if y.ndim == 1 and n_outputs == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        expected = "(n_samples,) or (n_samples, 1)" if n_outputs == 1 else f"(n_samples, {n_outputs})"
+        raise ValueError(f"{name} must have shape {expected} for a network with {n_outputs} "
+                         f"outputs, got {y.shape}")
+    if len(y) != n_samples:
+        raise ValueError(f"len({name}) = {len(y)} but X has {n_samples} samples")
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    _check_finite(name, y)
+    return y

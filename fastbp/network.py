@@ -1,0 +1,331 @@
+"""Network: a multilayer perceptron whose training runs in C.
+
+Python checks arguments and owns every array (weights, gradients, velocities,
+work buffers); `_core` hands pointers to C, which runs whole epochs with the
+GIL released and allocates nothing.
+"""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core
+from ._validation import (check_choice, check_dtype, check_labels, check_nonnegative,
+                          check_positive, check_targets, check_X)
+from .optim import Schedule
+
+ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+LOSSES = {"cross_entropy": 0, "mse": 1}
+OPTIMIZERS = ("sgd", "gd")
+MAX_LAYERS = 64          # csrc/real.h FBP_MAX_LAYERS
+CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-batch gradients
+RUN_SECONDS = 0.05       # C returns this often during fit, so Ctrl-C is seen quickly
+
+
+@dataclass
+class History:
+    """What `Network.fit` returns: one entry per epoch."""
+    loss: list = field(default_factory=list)            # mean training loss over the epoch
+    val_loss: list = field(default_factory=list)        # when validation_data was given
+    val_accuracy: list = field(default_factory=list)    # cross-entropy only
+    epoch_seconds: list = field(default_factory=list)
+    lr: list = field(default_factory=list)              # learning rate in force at each epoch's end
+    n_updates: int = 0                                  # parameter updates in this fit
+    stopped_early: bool = False
+
+    @property
+    def epochs(self):
+        return len(self.loss)
+
+    @property
+    def final_lr(self):
+        return self.lr[-1] if self.lr else None
+
+
+class Network:
+    """A fully connected network trained by backpropagation and SGD.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        Units per layer, input first: ``[784, 256, 10]`` is one hidden layer of 256.
+    activation : str or sequence of str
+        Hidden activation(s): "relu", "sigmoid", "tanh" or "identity".
+    loss : "cross_entropy" or "mse"
+        "cross_entropy": a classifier with softmax outputs and integer labels.
+        "mse": a regressor with identity outputs.
+    dtype : "float32" or "float64"
+    seed : int or None
+        Seeds the initial weights (He-uniform for relu, Glorot-uniform otherwise,
+        zero biases) and the shuffling; the same seed gives identical results.
+
+    >>> import numpy as np, fastbp
+    >>> net = fastbp.Network([2, 8, 2], activation="tanh", seed=0)
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    >>> hist = net.fit(X, [0, 1, 1, 0], lr=0.5, batch_size=4, epochs=500)
+    >>> net.predict(X).tolist()
+    [0, 1, 1, 0]
+    """
+
+    def __init__(self, layer_sizes, activation="relu", loss="cross_entropy", dtype="float32", seed=None):
+        sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
+        if not sizes or len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least an input and an output size, got {layer_sizes!r}")
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+                raise ValueError(f"layer sizes must be integers >= 1, got {layer_sizes!r}")
+        if len(sizes) - 1 > MAX_LAYERS:
+            raise ValueError(f"at most {MAX_LAYERS} layers, got {len(sizes) - 1}")
+        self.layer_sizes = tuple(int(s) for s in sizes)
+        n_hidden = len(sizes) - 2
+        acts = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if len(acts) != n_hidden:
+            raise ValueError(f"activation: {len(acts)} given for {n_hidden} hidden layers")
+        for a in acts:
+            check_choice("activation", a, tuple(ACTIVATIONS))
+        self.activations = tuple(acts)
+        self.loss = check_choice("loss", loss, tuple(LOSSES))
+        if self.loss == "cross_entropy" and self.layer_sizes[-1] < 2:
+            raise ValueError("a cross_entropy network needs at least 2 outputs (classes)")
+        self.dtype = check_dtype(dtype)
+        self.seed = seed
+        seq = np.random.SeedSequence(seed)
+        init_rng = np.random.default_rng(seq.spawn(1)[0])
+        self._shuffle_state = int(seq.generate_state(1, np.uint64)[0])
+        self._weights, self._biases = [], []
+        for l, (n_in, n_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+            # He for relu keeps the activations' variance from shrinking layer after layer;
+            # Glorot for the others (and the output layer).
+            relu_in = l < n_hidden and self.activations[l] == "relu"
+            limit = np.sqrt(6.0 / n_in) if relu_in else np.sqrt(6.0 / (n_in + n_out))
+            w = init_rng.uniform(-limit, limit, size=(n_in, n_out))  # float64, then cast: same across dtypes
+            self._weights.append(np.ascontiguousarray(w, dtype=self.dtype))
+            self._biases.append(np.zeros(n_out, dtype=self.dtype))
+        self._velocity = None    # momentum buffers, created at the first update with momentum
+        self._core = None        # the C view of the arrays above, built on first use
+        self.n_updates_ = 0      # parameter updates applied so far, over all calls
+
+    # -- parameters -----------------------------------------------------------------
+    @property
+    def n_layers(self):
+        return len(self._weights)
+
+    @property
+    def weights(self):
+        """The weight matrices, weights[i].shape == (n_in, n_out). The arrays are the
+        network's own (edit in place, or use set_weights); the list is a copy."""
+        return list(self._weights)
+
+    @property
+    def biases(self):
+        return list(self._biases)
+
+    def set_weights(self, weights, biases):
+        """Copy given weights and biases into the network, after checking them all."""
+        if len(weights) != self.n_layers or len(biases) != self.n_layers:
+            raise ValueError(f"expected {self.n_layers} weight matrices and bias vectors")
+        new_w, new_b = [], []
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            w, b = np.asarray(w), np.asarray(b)
+            if w.shape != self._weights[l].shape or b.shape != self._biases[l].shape:
+                raise ValueError(f"layer {l}: expected weights {self._weights[l].shape} and biases "
+                                 f"{self._biases[l].shape}, got {w.shape} and {b.shape}")
+            if not (np.isfinite(w).all() and np.isfinite(b).all()):
+                raise ValueError(f"layer {l}: weights or biases contain NaN or inf")
+            new_w.append(w)
+            new_b.append(b)
+        for l in range(self.n_layers):
+            self._weights[l][...] = new_w[l]
+            self._biases[l][...] = new_b[l]
+
+    def reset_optimizer(self):
+        """Forget the momentum velocities (fit and train_step keep them otherwise)."""
+        self._velocity = None
+
+    # -- the C side -----------------------------------------------------------------
+    def _core_for(self, rows):
+        """The CoreNet over this network's arrays with work space for `rows` rows."""
+        rows = max(1, min(rows, CHUNK_ROWS))
+        if self._core is None or self._core.max_batch < rows:
+            acts = [ACTIVATIONS[a] for a in self.activations] + [ACTIVATIONS["identity"]]
+            self._core = _core.CoreNet(self.layer_sizes, acts, LOSSES[self.loss],
+                                       self._weights, self._biases, rows)
+        return self._core
+
+    def _use_velocity(self, core, momentum):
+        if momentum > 0:
+            if self._velocity is None:
+                self._velocity = ([np.zeros_like(w) for w in self._weights],
+                                  [np.zeros_like(b) for b in self._biases])
+            core.set_velocity(*self._velocity)
+        else:
+            core.set_velocity(None, None)
+
+    def _check_Xy(self, X, y, name="X"):
+        X = check_X(X, self.layer_sizes[0], self.dtype, name)
+        yname = "y" if name == "X" else name.replace("X", "y")
+        if self.loss == "cross_entropy":
+            return X, check_labels(y, len(X), self.layer_sizes[-1], yname), None
+        return X, None, check_targets(y, len(X), self.layer_sizes[-1], self.dtype, yname)
+
+    # -- training -------------------------------------------------------------------
+    def fit(self, X, y, optimizer="sgd", lr=0.01, batch_size=32, epochs=10, momentum=0.0,
+            nesterov=False, weight_decay=0.0, schedule="constant", tol=None, n_iter_no_change=5,
+            shuffle=True, validation_data=None, verbose=False, decay=1e-4, step_size=10, gamma=0.1):
+        """Train from the current weights; returns a `History`.
+
+        optimizer="sgd" takes ``batch_size`` samples per update (1 is classic
+        single-sample SGD); optimizer="gd" is full-batch gradient descent, one update
+        per epoch over all of X. The update is w <- w - lr_t * (g + weight_decay * w)
+        (no decay on biases), with momentum/Nesterov as in `fastbp.sgd_update`;
+        momentum velocities persist across calls (see `reset_optimizer`).
+
+        ``schedule`` sets lr_t (see `fastbp.optim.Schedule`: ``decay`` for
+        "invscaling", ``step_size`` and ``gamma`` for "step"). The monitored loss is
+        the validation loss when ``validation_data=(X_val, y_val)`` is given, else the
+        epoch's mean training loss.
+
+        X is used in place when it is a C-contiguous array of the network's dtype;
+        anything else is converted once, before the first epoch. If the loss becomes
+        NaN or inf, FloatingPointError is raised and the weights are those after the
+        last update that gave a finite loss. Ctrl-C stops within about 50 ms with
+        KeyboardInterrupt, the weights as after the last completed update.
+        """
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        lr = check_positive("lr", lr)
+        batch_size = check_positive("batch_size", batch_size, integer=True)
+        epochs = check_positive("epochs", epochs, integer=True)
+        momentum = check_nonnegative("momentum", momentum, upper=1.0)
+        weight_decay = check_nonnegative("weight_decay", weight_decay)
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma, tol=tol,
+                         n_iter_no_change=n_iter_no_change)
+        X, labels, targets = self._check_Xy(X, y)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            val = self._check_Xy(*validation_data, name="X_val")
+
+        n = len(X)
+        batch = n if optimizer == "gd" else min(batch_size, n)
+        core = self._core_for(batch)
+        self._use_velocity(core, momentum)
+        trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer == "sgd",
+                                self._shuffle_state)
+        hist = History()
+        try:
+            for epoch in range(epochs):
+                trainer.set_optimizer(sched.epoch_lr(epoch), sched.per_update_decay, momentum,
+                                      weight_decay, bool(nesterov), trainer.step)
+                trainer.epoch_begin()
+                start = time.perf_counter()
+                while not trainer.epoch_done:
+                    core.run(trainer, RUN_SECONDS)   # Ctrl-C surfaces between these calls
+                    self._raise_if_diverged(trainer, epoch)
+                hist.epoch_seconds.append(time.perf_counter() - start)
+                hist.loss.append(trainer.epoch_loss)
+                hist.lr.append(trainer.last_lr)
+                monitored = trainer.epoch_loss
+                if val is not None:
+                    scores = self._evaluate_checked(*val)
+                    hist.val_loss.append(scores["loss"])
+                    if "accuracy" in scores:
+                        hist.val_accuracy.append(scores["accuracy"])
+                    monitored = scores["loss"]
+                if verbose:
+                    extra = f", val_loss {hist.val_loss[-1]:.4f}" if val is not None else ""
+                    if hist.val_accuracy:
+                        extra += f", val_accuracy {hist.val_accuracy[-1]:.4f}"
+                    print(f"epoch {epoch + 1}/{epochs}: loss {hist.loss[-1]:.4f}{extra}, "
+                          f"lr {hist.lr[-1]:.3g}, {hist.epoch_seconds[-1]:.2f} s", flush=True)
+                if sched.end_epoch(monitored):
+                    hist.stopped_early = True
+                    break
+        finally:
+            hist.n_updates = trainer.step
+            self.n_updates_ += trainer.step
+            self._shuffle_state = trainer.rng
+        return hist
+
+    def _raise_if_diverged(self, trainer, epoch):
+        if trainer.status == _core.STATUS_NONFINITE_LOSS:
+            raise FloatingPointError(
+                f"the loss became NaN or inf at epoch {epoch + 1}, update {trainer.step + 1}; "
+                "training stopped and the weights are those of the last finite step. "
+                "Try a smaller lr or scaling the inputs.")
+        if trainer.status == _core.STATUS_NONFINITE_WEIGHTS:
+            raise FloatingPointError(
+                f"an update overflowed the weights to NaN or inf at epoch {epoch + 1}, update "
+                f"{trainer.step}; the weights are no longer usable (re-create the network). "
+                "Try a smaller lr or scaling the inputs.")
+
+    def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+        """Exactly one update on exactly this batch (all rows of X); returns the batch's
+        mean loss before the update. Momentum velocities persist across calls."""
+        lr = check_positive("lr", lr)
+        momentum = check_nonnegative("momentum", momentum, upper=1.0)
+        weight_decay = check_nonnegative("weight_decay", weight_decay)
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        X, labels, targets = self._check_Xy(X, y)
+        core = self._core_for(len(X))
+        self._use_velocity(core, momentum)
+        trainer = _core.Trainer()
+        trainer.set_optimizer(lr, 0.0, momentum, weight_decay, bool(nesterov), 0)
+        loss = core.train_batch(trainer, X, labels, targets)
+        if trainer.status == _core.STATUS_OK:
+            self.n_updates_ += 1
+        self._raise_if_diverged(trainer, 0)
+        return loss
+
+    # -- backpropagation alone ------------------------------------------------------
+    def gradients(self, X, y):
+        """Backpropagation only: the gradient of the mean loss over all of X, as a list
+        of (dW, db) per layer (new arrays). The weights are not touched."""
+        X, labels, targets = self._check_Xy(X, y)
+        core = self._core_for(len(X))
+        core.gradients(X, labels, targets)
+        return [(dW.copy(), db.copy()) for dW, db in zip(core.dW, core.db)]
+
+    # -- inference ------------------------------------------------------------------
+    def _outputs(self, X):
+        X = check_X(X, self.layer_sizes[0], self.dtype)
+        out = np.empty((len(X), self.layer_sizes[-1]), dtype=self.dtype)
+        self._core_for(len(X)).predict(X, out)
+        return out
+
+    def predict_proba(self, X):
+        """Class probabilities (n, n_classes) of a cross_entropy network."""
+        if self.loss != "cross_entropy":
+            raise ValueError("predict_proba needs a cross_entropy network; use predict for mse")
+        return self._outputs(X)
+
+    def predict(self, X):
+        """Class labels (cross_entropy) or outputs, (n,) for one output (mse)."""
+        out = self._outputs(X)
+        if self.loss == "cross_entropy":
+            return out.argmax(axis=1)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def evaluate(self, X, y):
+        """{"loss": mean loss, "accuracy": fraction correct (cross_entropy only)}."""
+        return self._evaluate_checked(*self._check_Xy(X, y))
+
+    def _evaluate_checked(self, X, labels, targets):
+        total, correct = self._core_for(len(X)).evaluate(X, labels, targets)
+        scores = {"loss": total / len(X)}
+        if self.loss == "cross_entropy":
+            scores["accuracy"] = correct / len(X)
+        return scores
+
+    def save(self, path):
+        """Write the network to ``path`` (see `fastbp.load`)."""
+        from .io import save_network
+        save_network(self, path)
+
+    def __repr__(self):
+        sizes = "-".join(map(str, self.layer_sizes))
+        return (f"Network({sizes}, activation={list(self.activations)}, loss={self.loss!r}, "
+                f"dtype={self.dtype.name!r})")

@@ -1,0 +1,101 @@
+"""Gradient descent, as a tool of its own: the in-place SGD update for any float
+arrays, and the learning-rate schedules that `Network.fit` applies per epoch."""
+import numpy as np
+
+from . import _core
+from ._validation import check_choice, check_nonnegative, check_positive
+
+SCHEDULES = ("constant", "invscaling", "step", "adaptive")
+
+
+def sgd_update(param, grad, lr, momentum=0.0, velocity=None, weight_decay=0.0, nesterov=False):
+    """One gradient-descent step on ``param``, in place: w <- w - lr * (g + weight_decay * w).
+
+    With ``momentum`` > 0 a ``velocity`` array of param's shape (zeros to start) is
+    required and updated in place, as in PyTorch: v <- momentum * v + g', then
+    w <- w - lr * v, or w <- w - lr * (g' + momentum * v) with ``nesterov``.
+    ``param``, ``grad`` and ``velocity`` must be C-contiguous arrays of one dtype,
+    float32 or float64. Returns ``param``.
+
+    >>> import numpy as np, fastbp
+    >>> x = np.array([-3.0])
+    >>> fastbp.sgd_update(x, 2 * x, lr=0.25)   # f(x) = x², f'(x) = 2x
+    array([-1.5])
+    """
+    lr = check_positive("lr", lr)
+    momentum = check_nonnegative("momentum", momentum, upper=1.0)
+    weight_decay = check_nonnegative("weight_decay", weight_decay)
+    for name, a in (("param", param), ("grad", grad), ("velocity", velocity)):
+        if a is None:
+            continue
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+        if a.dtype != param.dtype or a.shape != param.shape:
+            raise ValueError(f"{name} must match param's shape {param.shape} and dtype "
+                             f"{param.dtype}, got {a.shape} {a.dtype}")
+    if not param.flags.writeable:
+        raise ValueError("param must be writeable: it is updated in place")
+    if momentum > 0 and velocity is None:
+        raise ValueError("momentum > 0 needs a velocity array (np.zeros_like(param) to start)")
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    if momentum == 0:
+        velocity = None
+    _core.sgd_update_raw(param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
+    return param
+
+
+class Schedule:
+    """The learning rate of each epoch, and whether training should stop.
+
+    - ``constant``: lr every epoch.
+    - ``invscaling``: lr / (1 + decay * n) at update n of this fit (applied per update in C).
+    - ``step``: lr * gamma ** (epoch // step_size).
+    - ``adaptive``: lr, divided by 5 each time the monitored loss has not improved by
+      ``tol`` (1e-4 when None) for ``n_iter_no_change`` epochs.
+    With ``tol`` set, training stops after ``n_iter_no_change`` epochs without an
+    improvement of ``tol`` (for ``adaptive``: once lr has fallen below lr * 1e-6).
+    """
+
+    def __init__(self, name, lr, decay=1e-4, step_size=10, gamma=0.1, tol=None, n_iter_no_change=5):
+        self.name = check_choice("schedule", name, SCHEDULES)
+        self.lr0 = check_positive("lr", lr)
+        self.decay = check_nonnegative("decay", decay)
+        self.step_size = check_positive("step_size", step_size, integer=True)
+        self.gamma = check_positive("gamma", gamma)
+        self.tol = None if tol is None else check_nonnegative("tol", tol)
+        self.n_iter_no_change = check_positive("n_iter_no_change", n_iter_no_change, integer=True)
+        self.lr = self.lr0
+        self.best = np.inf
+        self.stale = 0
+
+    @property
+    def per_update_decay(self):
+        return self.decay if self.name == "invscaling" else 0.0
+
+    def epoch_lr(self, epoch):
+        if self.name == "step":
+            self.lr = self.lr0 * self.gamma ** (epoch // self.step_size)
+        return self.lr
+
+    def end_epoch(self, loss):
+        """Record the epoch's monitored loss; returns True when training should stop."""
+        tol = self.tol if self.tol is not None else 1e-4
+        if loss < self.best - tol:
+            self.stale = 0
+        else:
+            self.stale += 1
+        self.best = min(self.best, loss)
+        if self.stale < self.n_iter_no_change:
+            return False
+        if self.name == "adaptive":
+            if self.lr > self.lr0 * 1e-6:
+                self.lr /= 5
+                self.stale = 0
+                return False
+            return self.tol is not None
+        return self.tol is not None
