@@ -2,6 +2,7 @@
 update in C."""
 from ._version import __version__
 from .network import History, Network
+from .io import load
 from .optim import sgd_update
 
-__all__ = ["Network", "History", "sgd_update", "__version__"]
+__all__ = ["Network", "History", "sgd_update", "load", "__version__"]

@@ -1,0 +1,235 @@
+"""Model files: `Network.save(path)` and `fastbp.load(path)`.
+
+A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` members, stored
+uncompressed) holding:
+
+- ``metadata.npy``: UTF-8 JSON as a uint8 vector: format name and version, layer
+  sizes, hidden activations, loss, dtype and the fastbp version that wrote it;
+- ``W0.npy``, ``b0.npy``, ``W1.npy``, ...: each layer's weights (n_in, n_out) and
+  biases (n_out,), in the network's dtype.
+
+Nothing in it is pickled, so loading never executes code from the file. `load`
+checks every member's declared size and ``.npy`` header against the metadata and
+against the bytes actually present before it allocates anything, so a truncated
+file or a lying header is refused with a ValueError instead of an exhausted memory.
+Momentum velocities are not saved: a loaded network starts a fresh optimizer.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from ._version import __version__
+
+FORMAT_NAME = "fastbp.Network"
+FORMAT_VERSION = 1
+METADATA_MEMBER = "metadata.npy"
+MAX_METADATA_BYTES = 1 << 16     # the JSON is a few hundred bytes; anything larger is not ours
+MAX_NPY_HEADER_BYTES = 1 << 12   # NumPy writes 64..~200 bytes
+
+
+def _array_members(n_layers):
+    """The names of the weight and bias members, in layer order."""
+    return [name for l in range(n_layers) for name in (f"W{l}.npy", f"b{l}.npy")]
+
+
+def save_network(net, path):
+    """Write ``net`` to ``path`` atomically: the file is either the complete new
+    model or, if writing fails, whatever was there before.
+
+    >>> import fastbp, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "xor.fbp")
+    >>> fastbp.Network([2, 4, 2], seed=0).save(path)
+    >>> fastbp.load(path).layer_sizes
+    (2, 4, 2)
+    """
+    path = os.fspath(path)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "layer_sizes": list(net.layer_sizes),
+        "activations": list(net.activations),
+        "loss": net.loss,
+        "dtype": net.dtype.name,
+        "fastbp_version": __version__,
+    }
+    arrays = {METADATA_MEMBER[:-4]: np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)}
+    for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+        arrays[f"W{l}"] = np.ascontiguousarray(w)
+        arrays[f"b{l}"] = np.ascontiguousarray(b)
+    directory = os.path.dirname(os.path.abspath(path))
+    # The temporary file sits in the target's directory so that os.replace is a
+    # rename within one file system, which is atomic.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, allow_pickle=False, **arrays)   # a file object: no ".npz" appended
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _bad(path, problem):
+    return ValueError(f"{path}: not a usable fastbp model file: {problem}")
+
+
+def _read_npy_header(path, archive, info):
+    """(shape, dtype, data_offset) from a member's .npy header, read without
+    reading the data."""
+    with archive.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(
+                    f, max_header_size=MAX_NPY_HEADER_BYTES)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(
+                    f, max_header_size=MAX_NPY_HEADER_BYTES)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+            raise _bad(path, f"member {info.filename}: bad .npy header ({e})") from None
+        offset = f.tell()
+    if dtype.hasobject:
+        raise _bad(path, f"member {info.filename} holds Python objects, which fastbp never writes "
+                         "and will not unpickle")
+    if fortran and len(shape) > 1:
+        raise _bad(path, f"member {info.filename} is in Fortran order; fastbp writes C order")
+    return tuple(shape), dtype, offset
+
+
+def _read_member(path, archive, info, offset, nbytes):
+    """Exactly the ``nbytes`` of data after ``offset`` in a member, checking its CRC."""
+    try:
+        with archive.open(info) as f:
+            f.read(offset)
+            data = f.read(nbytes + 1)   # one more byte than expected reaches the CRC check
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise _bad(path, f"member {info.filename} is corrupt or truncated ({e})") from None
+    if len(data) != nbytes:
+        raise _bad(path, f"member {info.filename} has {len(data)} data bytes, its header says {nbytes}")
+    return data
+
+
+def _check_metadata(path, meta):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise _bad(path, f"metadata does not describe a {FORMAT_NAME}")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _bad(path, f"format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: written in model format version {version} by fastbp "
+                         f"{meta.get('fastbp_version', '?')}; this fastbp ({__version__}) reads "
+                         f"format versions up to {FORMAT_VERSION}: upgrade fastbp to load it")
+    sizes = meta.get("layer_sizes")
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)):
+        raise _bad(path, f"layer_sizes must be a list of at least two integers >= 1, got {sizes!r}")
+    acts = meta.get("activations")
+    if not isinstance(acts, list) or len(acts) != len(sizes) - 2 or not all(isinstance(a, str) for a in acts):
+        raise _bad(path, f"activations must list one name per hidden layer "
+                         f"({len(sizes) - 2}), got {acts!r}")
+    if not isinstance(meta.get("loss"), str):
+        raise _bad(path, f"loss must be a name, got {meta.get('loss')!r}")
+    if meta.get("dtype") not in ("float32", "float64"):
+        raise _bad(path, f"dtype must be 'float32' or 'float64', got {meta.get('dtype')!r}")
+
+
+def load(path):
+    """Read a network written by `Network.save` and return a new `fastbp.Network`.
+
+    Raises FileNotFoundError if there is no file, and ValueError, saying what is
+    wrong, for anything that is not a complete, consistent model file: not a zip,
+    truncated, a newer format version, missing or extra arrays, shapes or dtypes
+    that disagree with the metadata, object (pickled) arrays, NaN or inf weights.
+
+    >>> import fastbp, os, tempfile
+    >>> net = fastbp.Network([4, 3, 2], activation="tanh", seed=1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.fbp")
+    >>> net.save(path)
+    >>> fastbp.load(path).activations
+    ('tanh',)
+    """
+    from .network import Network   # network.py imports this module lazily too
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such model file")
+    file_size = os.path.getsize(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise _bad(path, f"not a zip archive, or truncated ({e})") from None
+    with archive:
+        members = {info.filename: info for info in archive.infolist()}
+        if len(members) != len(archive.infolist()):
+            raise _bad(path, "duplicate member names")
+        for info in members.values():
+            # Only stored members: their declared sizes can then be checked against
+            # the bytes really in the file, so no declared size can make us allocate
+            # more than the file holds (a deflated member could expand without bound).
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise _bad(path, f"member {info.filename} is compressed; fastbp writes stored members")
+            if info.file_size != info.compress_size or info.header_offset + info.file_size > file_size:
+                raise _bad(path, f"member {info.filename} claims {info.file_size} bytes beyond "
+                                 f"the file's {file_size}: truncated or corrupt")
+
+        if METADATA_MEMBER not in members:
+            raise _bad(path, f"no {METADATA_MEMBER} member")
+        info = members[METADATA_MEMBER]
+        shape, dtype, offset = _read_npy_header(path, archive, info)
+        if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_METADATA_BYTES:
+            raise _bad(path, f"{METADATA_MEMBER} must be a uint8 vector of at most "
+                             f"{MAX_METADATA_BYTES} bytes, got {dtype} {shape}")
+        raw = _read_member(path, archive, info, offset, shape[0])
+        try:
+            meta = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise _bad(path, f"metadata is not valid JSON ({e})") from None
+        _check_metadata(path, meta)
+
+        sizes, dtype_expected = meta["layer_sizes"], np.dtype(meta["dtype"])
+        n_layers = len(sizes) - 1
+        expected = _array_members(n_layers)
+        missing = [m for m in expected if m not in members]
+        extra = sorted(set(members) - set(expected) - {METADATA_MEMBER})
+        if missing:
+            raise _bad(path, f"missing arrays {', '.join(m[:-4] for m in missing)}")
+        if extra:
+            raise _bad(path, f"unexpected members {', '.join(extra)}")
+
+        # Every header against the metadata and the member's size before any data is read.
+        plan = []
+        for l in range(n_layers):
+            for name, want in ((f"W{l}.npy", (sizes[l], sizes[l + 1])), (f"b{l}.npy", (sizes[l + 1],))):
+                info = members[name]
+                shape, dtype, offset = _read_npy_header(path, archive, info)
+                if dtype != dtype_expected:
+                    raise _bad(path, f"{name[:-4]} has dtype {dtype}, the metadata says {dtype_expected}")
+                if shape != want:
+                    raise _bad(path, f"{name[:-4]} has shape {shape}, layer sizes {sizes} need {want}")
+                nbytes = int(np.prod(want)) * dtype.itemsize
+                if info.file_size != offset + nbytes:
+                    raise _bad(path, f"member {name} holds {info.file_size - offset} data bytes, "
+                                     f"its shape needs {nbytes}")
+                plan.append((info, offset, nbytes, want))
+
+        arrays = [np.frombuffer(_read_member(path, archive, info, offset, nbytes),
+                                dtype=dtype_expected).reshape(want)
+                  for info, offset, nbytes, want in plan]
+
+    activation = meta["activations"] if meta["activations"] else "relu"
+    try:
+        net = Network(sizes, activation=activation, loss=meta["loss"], dtype=meta["dtype"])
+        net.set_weights(arrays[0::2], arrays[1::2])
+    except (ValueError, TypeError) as e:
+        raise _bad(path, str(e)) from None
+    return net
