@@ -1,0 +1,348 @@
+"""Bad input gets a ValueError/TypeError naming the argument, and a rejected call
+leaves the weights as they were; convertible input is converted, with the same
+result as the canonical form."""
+import numpy as np
+import pytest
+
+import fastbp
+
+from conftest import assert_params_equal, params_copy, random_problem, reference_of
+
+SIZES = [5, 7, 3]
+N = 20
+BAD_INPUT = (ValueError, TypeError)
+
+
+def classifier(dtype="float32"):
+    return fastbp.Network(SIZES, activation="relu", loss="cross_entropy", dtype=dtype, seed=0)
+
+
+def regressor(dtype="float32"):
+    return fastbp.Network(SIZES, activation="tanh", loss="mse", dtype=dtype, seed=0)
+
+
+def good_data(loss="cross_entropy", dtype="float32"):
+    return random_problem(SIZES, loss, N, dtype, seed=1)
+
+
+# -- the constructor --------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    (dict(layer_sizes=[5, 0, 3]), "layer.sizes"),
+    (dict(layer_sizes=[5, -2, 3]), "layer.sizes"),
+    (dict(layer_sizes=[0, 3]), "layer.sizes"),
+    (dict(layer_sizes=[5, 3, 0]), "layer.sizes"),
+    (dict(layer_sizes=[5, 2.5, 3]), "layer.sizes"),
+    (dict(layer_sizes=[5]), "layer.sizes"),
+    (dict(layer_sizes=[]), "layer.sizes"),
+    (dict(layer_sizes="53"), "layer.sizes"),
+    (dict(activation="softplus"), "activation"),
+    (dict(activation="RELU"), "activation"),
+    (dict(activation=None), "activation"),
+    (dict(loss="hinge"), "loss"),
+    (dict(loss=None), "loss"),
+    (dict(dtype="float16"), "dtype"),
+    (dict(dtype="int32"), "dtype"),
+    (dict(dtype="banana"), "dtype"),
+    (dict(dtype=np.complex64), "dtype"),
+])
+def test_constructor_rejects(kwargs, pattern):
+    args = dict(layer_sizes=SIZES, activation="relu", loss="cross_entropy", dtype="float32", seed=0)
+    args.update(kwargs)
+    with pytest.raises(BAD_INPUT, match=pattern):
+        fastbp.Network(**args)
+
+
+def test_per_layer_activations_must_match_hidden_layers():
+    with pytest.raises(ValueError, match="activation"):
+        fastbp.Network([4, 5, 6, 2], activation=["relu"])
+    with pytest.raises(ValueError, match="activation"):
+        fastbp.Network([4, 5, 6, 2], activation=["relu", "cosine"])
+
+
+def test_cross_entropy_needs_two_classes():
+    with pytest.raises(ValueError, match="cross_entropy"):
+        fastbp.Network([4, 5, 1], loss="cross_entropy")
+
+
+# -- fit and train_step: bad data -----------------------------------------------------------
+
+def bad_data_cases(loss):
+    """(name, X, y, exception pattern) for data a network of SIZES must reject."""
+    X, y = good_data(loss)
+    nan_X, inf_X = X.copy(), X.copy()
+    nan_X[3, 2] = np.nan
+    inf_X[7, 0] = -np.inf
+    cases = [
+        ("X 1-D", X[0], y[:1], r"\bX\b.*2-D"),
+        ("X 3-D", X.reshape(N, 5, 1), y, r"\bX\b.*2-D"),
+        ("X scalar", np.float32(1.0), y, r"\bX\b"),
+        ("too few features", X[:, :4], y, r"\bX\b.*features"),
+        ("too many features", np.hstack([X, X]), y, r"\bX\b.*features"),
+        ("empty X", X[:0], y[:0], r"\bX\b.*empty"),
+        ("NaN in X", nan_X, y, r"\bX\b.*NaN"),
+        ("inf in X", inf_X, y, r"\bX\b.*inf"),
+        ("string X", np.array([["a"] * 5] * N), y, r"\bX\b"),
+        ("y too short", X, y[:-1], r"\by\b"),
+        ("y too long", X, np.concatenate([y, y[:1]]), r"\by\b"),
+    ]
+    if loss == "cross_entropy":
+        cases += [
+            ("negative label", X, np.where(np.arange(N) == 4, -1, y), r"\by\b.*label"),
+            ("label = n_classes", X, np.where(np.arange(N) == 4, 3, y), r"\by\b.*label"),
+            ("huge label", X, np.where(np.arange(N) == 4, 10**6, y), r"\by\b.*label"),
+            ("label 0.5", X, np.where(np.arange(N) == 4, 0.5, y), r"\by\b.*integer"),
+            ("NaN label", X, np.where(np.arange(N) == 4, np.nan, y), r"\by\b.*NaN"),
+            ("inf label", X, np.where(np.arange(N) == 4, np.inf, y), r"\by\b.*inf"),
+            ("string labels", X, np.array(["0"] * N), r"\by\b"),
+            ("2-D labels", X, y.reshape(-1, 1), r"\by\b"),
+        ]
+    else:
+        nan_y, inf_y = y.copy(), y.copy()
+        nan_y[5, 1] = np.nan
+        inf_y[6, 2] = np.inf
+        cases += [
+            ("NaN in y", X, nan_y, r"\by\b.*NaN"),
+            ("inf in y", X, inf_y, r"\by\b.*inf"),
+            ("wrong output count", X, y[:, :2], r"\by\b.*shape"),
+            ("1-D y for 3 outputs", X, y[:, 0], r"\by\b.*shape"),
+            ("string y", X, np.array([["a"] * 3] * N), r"\by\b"),
+        ]
+    return cases
+
+
+def case_ids(cases):
+    return [c[0] for c in cases]
+
+
+CLASSIFIER_CASES = bad_data_cases("cross_entropy")
+REGRESSOR_CASES = bad_data_cases("mse")
+
+
+def check_rejected(net, call, pattern):
+    """call(net) raises ValueError/TypeError matching pattern; net unchanged."""
+    before = params_copy(net)
+    with pytest.raises(BAD_INPUT, match=pattern):
+        call(net)
+    assert_params_equal(net, before)
+
+
+@pytest.mark.parametrize("name,X,y,pattern", CLASSIFIER_CASES, ids=case_ids(CLASSIFIER_CASES))
+def test_classifier_rejects_bad_data(name, X, y, pattern):
+    net = classifier()
+    check_rejected(net, lambda n: n.fit(X, y, epochs=1, momentum=0.9), pattern)
+    check_rejected(net, lambda n: n.train_step(X, y, lr=0.1, momentum=0.9), pattern)
+    check_rejected(net, lambda n: n.gradients(X, y), pattern)
+    check_rejected(net, lambda n: n.evaluate(X, y), pattern)
+
+
+@pytest.mark.parametrize("name,X,y,pattern", REGRESSOR_CASES, ids=case_ids(REGRESSOR_CASES))
+def test_regressor_rejects_bad_data(name, X, y, pattern):
+    net = regressor()
+    check_rejected(net, lambda n: n.fit(X, y, epochs=1), pattern)
+    check_rejected(net, lambda n: n.train_step(X, y, lr=0.1), pattern)
+    check_rejected(net, lambda n: n.gradients(X, y), pattern)
+    check_rejected(net, lambda n: n.evaluate(X, y), pattern)
+
+
+@pytest.mark.parametrize("name,X,y,pattern", [c for c in CLASSIFIER_CASES if not c[3].startswith(r"\by")],
+                         ids=[c[0] for c in CLASSIFIER_CASES if not c[3].startswith(r"\by")])
+def test_predict_rejects_bad_X(name, X, y, pattern):
+    net = classifier()
+    check_rejected(net, lambda n: n.predict(X), pattern)
+    check_rejected(net, lambda n: n.predict_proba(X), pattern)
+
+
+def test_bad_validation_data_is_rejected_before_training():
+    net = classifier()
+    X, y = good_data()
+    bad_X_val = X.copy()
+    bad_X_val[0, 0] = np.nan
+    for validation_data, pattern in [
+        ((X,), "validation_data"),
+        (X, "validation_data"),
+        ((bad_X_val, y), "X_val"),
+        ((X[:, :3], y), "X_val"),
+        ((X, y[:-2]), "y_val"),
+        ((X, np.full(N, 9)), "y_val"),
+    ]:
+        check_rejected(net, lambda n: n.fit(X, y, epochs=1, validation_data=validation_data), pattern)
+
+
+# -- fit and train_step: bad settings ------------------------------------------------------
+
+BAD_FIT_SETTINGS = [
+    (dict(lr=0), ValueError, "lr"),
+    (dict(lr=-0.1), ValueError, "lr"),
+    (dict(lr=float("nan")), BAD_INPUT, "lr"),
+    (dict(lr=float("inf")), BAD_INPUT, "lr"),
+    (dict(lr="0.1"), TypeError, "lr"),
+    (dict(lr=None), TypeError, "lr"),
+    (dict(lr=True), TypeError, "lr"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=-4), ValueError, "batch_size"),
+    (dict(batch_size=2.5), TypeError, "batch_size"),
+    (dict(batch_size="32"), TypeError, "batch_size"),
+    (dict(epochs=0), ValueError, "epochs"),
+    (dict(epochs=-1), ValueError, "epochs"),
+    (dict(epochs=1.5), TypeError, "epochs"),
+    (dict(epochs=None), TypeError, "epochs"),
+    (dict(optimizer="adam"), ValueError, "optimizer"),
+    (dict(optimizer=None), ValueError, "optimizer"),
+    (dict(schedule="cosine"), ValueError, "schedule"),
+    (dict(schedule=None), ValueError, "schedule"),
+    (dict(momentum=-0.1), ValueError, "momentum"),
+    (dict(momentum=1.0), ValueError, "momentum"),
+    (dict(momentum="0.9"), TypeError, "momentum"),
+    (dict(weight_decay=-1e-4), ValueError, "weight_decay"),
+    (dict(nesterov=True, momentum=0.0), ValueError, "nesterov"),
+    (dict(n_iter_no_change=0), ValueError, "n_iter_no_change"),
+    (dict(tol=-1.0), ValueError, "tol"),
+]
+
+
+@pytest.mark.parametrize("settings,error,pattern", BAD_FIT_SETTINGS,
+                         ids=[f"{k}={v!r}" for s, _, _ in BAD_FIT_SETTINGS for k, v in list(s.items())[-1:]])
+def test_fit_rejects_bad_settings(settings, error, pattern):
+    net = classifier()
+    X, y = good_data()
+    before = params_copy(net)
+    with pytest.raises(error, match=pattern):
+        net.fit(X, y, **settings)
+    assert_params_equal(net, before)
+
+
+TRAIN_STEP_SETTINGS = [s for s in BAD_FIT_SETTINGS if set(s[0]) <= {"lr", "momentum", "weight_decay", "nesterov"}]
+
+
+@pytest.mark.parametrize("settings,error,pattern", TRAIN_STEP_SETTINGS,
+                         ids=[f"{k}={v!r}" for s, _, _ in TRAIN_STEP_SETTINGS for k, v in list(s.items())[-1:]])
+def test_train_step_rejects_bad_settings(settings, error, pattern):
+    net = classifier()
+    X, y = good_data()
+    before = params_copy(net)
+    with pytest.raises(error, match=pattern):
+        net.train_step(X, y, **settings)
+    assert_params_equal(net, before)
+
+
+def test_a_rejected_call_leaves_the_velocity_alone():
+    # After two momentum steps, a rejected call must not disturb the velocity: the
+    # next step still matches the reference's third step.
+    net = classifier("float64")
+    X, y = good_data(dtype="float64")
+    ref = reference_of(net)
+    for _ in range(2):
+        net.train_step(X, y, lr=0.1, momentum=0.9)
+        ref.train_step(X, y, 0.1, momentum=0.9)
+    bad_y = y.copy()
+    bad_y[0] = 7
+    for call in (lambda: net.train_step(X, bad_y, lr=0.1, momentum=0.9),
+                 lambda: net.fit(X, bad_y, lr=0.1, momentum=0.9, epochs=1),
+                 lambda: net.fit(X, y, lr=-1, momentum=0.9)):
+        with pytest.raises(BAD_INPUT):
+            call()
+    net.train_step(X, y, lr=0.1, momentum=0.9)
+    ref.train_step(X, y, 0.1, momentum=0.9)
+    for l in range(net.n_layers):
+        np.testing.assert_allclose(net.weights[l], ref.weights[l], rtol=1e-9, atol=1e-12)
+
+
+def test_set_weights_rejects_wrong_shapes_and_non_finite_values():
+    net = classifier()
+    before = params_copy(net)
+    weights, biases = params_copy(net)
+    with pytest.raises(ValueError, match="weight"):
+        net.set_weights(weights[:1], biases)
+    with pytest.raises(ValueError, match="layer 0"):
+        net.set_weights([weights[0].T, weights[1]], biases)
+    weights[1][0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        net.set_weights(weights, biases)
+    assert_params_equal(net, before)
+
+
+def test_predict_proba_needs_a_classifier():
+    with pytest.raises(ValueError, match="predict_proba"):
+        regressor().predict_proba(good_data("mse")[0])
+
+
+# -- input that is converted, not rejected ------------------------------------------------
+
+def fit_result(X, y, loss="cross_entropy", dtype="float32"):
+    net = (classifier if loss == "cross_entropy" else regressor)(dtype)
+    hist = net.fit(X, y, lr=0.1, batch_size=6, epochs=2, momentum=0.9)
+    return net, hist
+
+
+def assert_same_training(X_other, y_other, X, y, loss="cross_entropy", dtype="float32"):
+    a, hist_a = fit_result(X_other, y_other, loss, dtype)
+    b, hist_b = fit_result(X, y, loss, dtype)
+    for l in range(a.n_layers):
+        np.testing.assert_array_equal(a.weights[l], b.weights[l])
+        np.testing.assert_array_equal(a.biases[l], b.biases[l])
+    assert hist_a.loss == hist_b.loss
+
+
+def converted_forms(X):
+    """The same values as X in other layouts and dtypes."""
+    wide = np.zeros((X.shape[0], 2 * X.shape[1]), dtype=X.dtype)
+    wide[:, ::2] = X
+    return {
+        "strided columns": wide[:, ::2],
+        "Fortran order": np.asfortranarray(X),
+        "every other row": np.repeat(X, 2, axis=0)[::2],
+        "float64": X.astype(np.float64),
+        "list": X.tolist(),
+    }
+
+
+@pytest.mark.parametrize("form", ["strided columns", "Fortran order", "every other row", "float64", "list"])
+def test_non_contiguous_and_other_dtype_X_is_converted(form):
+    X, y = good_data()
+    other = converted_forms(X)[form]
+    if isinstance(other, np.ndarray) and form != "float64":
+        assert not other.flags.c_contiguous
+    assert_same_training(other, y, X, y)
+    net = classifier()
+    np.testing.assert_array_equal(net.predict_proba(other), net.predict_proba(X))
+    for (dW, db), (eW, eb) in zip(net.gradients(other, y), net.gradients(X, y)):
+        np.testing.assert_array_equal(dW, eW)
+        np.testing.assert_array_equal(db, eb)
+    assert net.evaluate(other, y) == net.evaluate(X, y)
+
+
+def test_float32_X_is_converted_for_a_float64_network():
+    X, y = good_data(dtype="float32")
+    assert_same_training(X, y, X.astype(np.float64), y, dtype="float64")
+
+
+@pytest.mark.parametrize("int_dtype", [np.int64, np.int32, np.uint8])
+def test_integer_X_is_converted(int_dtype):
+    rng = np.random.default_rng(2)
+    X_int = rng.integers(0, 5, size=(N, 5)).astype(int_dtype)
+    y = rng.integers(0, 3, size=N)
+    assert_same_training(X_int, y, X_int.astype(np.float32), y)
+
+
+def test_float_labels_with_integral_values_are_accepted():
+    X, y = good_data()
+    assert_same_training(X, y.astype(np.float64), X, y)
+    assert_same_training(X, y.astype(np.float32), X, y)
+    assert_same_training(X, list(y), X, y)
+
+
+def test_regression_targets_in_other_forms_are_accepted():
+    X, y = good_data("mse")
+    assert_same_training(X, y.astype(np.float64), X, y, loss="mse")
+    assert_same_training(X, np.asfortranarray(y), X, y, loss="mse")
+    assert_same_training(X, y.tolist(), X, y, loss="mse")
+
+
+def test_integer_values_of_numpy_types_are_accepted_as_settings():
+    X, y = good_data()
+    a, _ = fit_result(X, y)
+    b = classifier()
+    b.fit(X, y, lr=np.float64(0.1), batch_size=np.int64(6), epochs=np.int32(2), momentum=np.float64(0.9))
+    for l in range(a.n_layers):
+        np.testing.assert_array_equal(a.weights[l], b.weights[l])
