@@ -1,0 +1,138 @@
+"""The benchmark harness runs and reports what it claims; no timing is asserted.
+
+Also checks that the PyTorch side of the comparison does the same maths as fastbp
+(same loss on the same weights, same weights after one SGD step), so the comparison
+is apples to apples.
+"""
+import json
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import bench
+
+TINY = ["--quick", "--nets", "12-16-3", "10-8-8-4", "--batches", "1,5", "--repeats", "2",
+        "--seconds", "0.002", "--no-sgemm"]
+
+
+def run_bench(capsys, tmp_path, args):
+    path = tmp_path / "bench.json"
+    assert bench.main(args + ["--json", str(path)]) == 0
+    return capsys.readouterr().out, json.loads(path.read_text())
+
+
+def table_rows(text, header_start):
+    """The data rows of the plain-text table whose header line starts with header_start."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip() or line.startswith("("):
+            break
+        rows.append(line.split())
+    return lines[start], rows
+
+
+def test_quick_run_prints_one_row_per_net_and_batch(capsys, tmp_path):
+    out, data = run_bench(capsys, tmp_path, TINY)
+    header, rows = table_rows(out, "net ")
+    for column in ("fastbp µs", "NumPy µs", "PyTorch µs", "fastbp samples/s", "fastbp GFLOP/s",
+                   "speed-up vs NumPy", "speed-up vs PyTorch"):
+        assert column in header
+    assert [(r[0], r[1]) for r in rows] == [("12-16-3", "1"), ("12-16-3", "5"),
+                                            ("10-8-8-4", "1"), ("10-8-8-4", "5")]
+    assert [(r["net"], r["batch"]) for r in data["updates"]] == [
+        ("12-16-3", 1), ("12-16-3", 5), ("10-8-8-4", 1), ("10-8-8-4", 5)]
+    for row in data["updates"]:
+        for tool in ("fastbp", "numpy"):
+            res = row["tools"][tool]
+            assert len(res["rounds_us"]) == 2 and res["us_per_update"] > 0
+            assert res["samples_per_s"] == pytest.approx(row["batch"] / res["us_per_update"] * 1e6)
+        assert row["speedup_vs_numpy"] == pytest.approx(
+            row["tools"]["numpy"]["us_per_update"] / row["tools"]["fastbp"]["us_per_update"])
+    assert data["machine"]["fastbp_isa"] == fastbp._core.get_isa()
+    assert data["sgemm"] == []
+
+
+def test_pytorch_column_says_not_installed_without_torch(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "import_torch", lambda: None)
+    out, data = run_bench(capsys, tmp_path, ["--quick", "--nets", "12-16-3", "--batches", "1,2",
+                                             "--repeats", "1", "--seconds", "0.002", "--no-sgemm"])
+    _, rows = table_rows(out, "net ")
+    assert len(rows) == 2
+    assert "not installed" in out
+    assert data["machine"]["torch"] == "not installed"
+    assert all("torch" not in row["tools"] for row in data["updates"])
+    assert all(row["speedup_vs_torch"] is None for row in data["updates"])
+
+
+def test_markdown_table_has_a_row_per_config(capsys, tmp_path):
+    out, _ = run_bench(capsys, tmp_path, TINY + ["--markdown", "--tools", "fastbp,numpy"])
+    lines = [line for line in out.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| net | batch | fastbp µs")
+    assert len(lines) == 1 + 4    # header + 2 nets x 2 batches
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_sgemm_ceiling_is_reported(capsys, tmp_path):
+    out, data = run_bench(capsys, tmp_path, ["--quick", "--nets", "6-4-2", "--batches", "1",
+                                             "--repeats", "1", "--seconds", "0.002",
+                                             "--tools", "fastbp"])
+    assert [(s["m"], s["k"], s["n"]) for s in data["sgemm"]] == [(512, 784, 256)]
+    assert data["sgemm"][0]["gflops"] > 0
+    assert "sgemm ceiling" in out and "% sgemm" in out
+
+
+def test_flop_count_follows_the_stated_convention():
+    assert bench.update_flops((784, 256, 10), 1) == 4 * (784 * 256 + 256 * 10)
+    assert bench.update_flops((784, 1024, 1024, 10), 32) == 4 * 32 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
+    assert "4·B·Σ" in bench.FLOP_CONVENTION and "no delta" in bench.FLOP_CONVENTION
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nets", "784-x-10"], "784-x-10"),
+    (["--batches", "0"], "--batches"),
+    (["--tools", "fastbp,jax"], "jax"),
+    (["--seconds", "-1"], "--seconds"),
+])
+def test_bad_options_are_rejected_by_name(capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_every_tool_starts_from_the_same_weights_and_learns():
+    sizes = (6, 5, 3)
+    net = fastbp.Network(sizes, seed=0)
+    batches = bench.make_batches(sizes, 4)
+    ref = bench.ReferenceNetwork(net.weights, net.biases, net.activations, net.loss)
+    start = [w.copy() for w in net.weights]
+    bench.make_update("fastbp", net, batches)()
+    X, y = batches[0]
+    ref.train_step(X, y, bench.LR)
+    for l in range(net.n_layers):
+        assert not np.array_equal(net.weights[l], start[l])
+        np.testing.assert_allclose(net.weights[l], ref.weights[l], rtol=1e-5, atol=1e-6)
+
+
+def test_pytorch_model_computes_fastbp_loss_and_update():
+    torch = pytest.importorskip("torch")
+    sizes = (12, 16, 9, 4)
+    net = fastbp.Network(sizes, seed=3)
+    rng = np.random.default_rng(1)
+    net.set_weights(net.weights, [rng.uniform(-0.1, 0.1, b.shape) for b in net.biases])
+    model = bench.torch_model(net)
+    step = bench.torch_update_fn(model, lr=0.1)
+    X, y = bench.make_batches(sizes, 7)[0]
+
+    torch_loss = step(torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))).item()
+    fastbp_loss = net.train_step(X, y, lr=0.1)   # the loss before the update, as torch's
+    assert torch_loss == pytest.approx(fastbp_loss, rel=1e-5)
+
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == net.n_layers
+    for l, linear in enumerate(linears):
+        np.testing.assert_allclose(linear.weight.detach().numpy().T, net.weights[l], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(linear.bias.detach().numpy(), net.biases[l], rtol=1e-5, atol=1e-6)
