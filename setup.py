@@ -16,7 +16,10 @@ extension = Extension(
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     # gnu99: the kernels use GCC/Clang vector extensions; -O3 lets the compiler
     # unroll and contract a*b+c into FMA where the target has it.
-    extra_compile_args=["-O3", "-std=gnu99", "-Wno-psabi"],
+    # -fopenmp: the threads of a training step (csrc/train.inc); without it the same
+    # code runs in one thread.
+    extra_compile_args=["-O3", "-std=gnu99", "-Wno-psabi", "-fopenmp"],
+    extra_link_args=["-fopenmp"],
 )
 
 setup(ext_modules=cythonize([extension], language_level=3))

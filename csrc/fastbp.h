@@ -52,6 +52,7 @@ typedef struct {
     void **vW, **vb;         /* momentum velocities, same shapes, or NULL without momentum */
     void *work;              /* fbp_work_bytes(net) bytes: activations and deltas */
     int max_batch;           /* rows processed at once; larger batches go in chunks */
+    int n_threads;           /* threads that share each layer by output columns (>= 1) */
     fbp_profile *profile;    /* NULL, or where to accumulate phase times */
 } fbp_net;
 
@@ -78,7 +79,7 @@ typedef struct {
     int status;               /* enum fbp_status */
 } fbp_train;
 
-/* Bytes of fbp_net.work needed for the sizes and max_batch in net. */
+/* Bytes of fbp_net.work needed for the sizes, max_batch and n_threads in net. */
 size_t fbp_work_bytes(const fbp_net *net);
 
 /* Starts an epoch: (re)fills t->order, shuffled when t->shuffle, and resets the

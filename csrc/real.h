@@ -33,6 +33,13 @@ typedef real vreal __attribute__((vector_size(32)));
 INLINE vreal vload(const real *p) { vreal v; memcpy(&v, p, sizeof v); return v; }
 INLINE void vstore(real *p, vreal v) { memcpy(p, &v, sizeof v); }
 INLINE vreal vbroadcast(real x) { vreal v; for (int i = 0; i < VL; i++) v[i] = x; return v; }
+/* max(x, 0) lane by lane, NaN -> 0 (as the scalar relu): a comparison gives an
+ * all-ones/all-zeros integer mask, and-ed with x's bits. */
+INLINE vreal vrelu(vreal x)
+{
+    __typeof__(x > x) mask = x > vbroadcast(0);
+    return (vreal)((__typeof__(mask))x & mask);
+}
 INLINE real vsum(vreal v) { real s = 0; for (int i = 0; i < VL; i++) s += v[i]; return s; }
 
 static inline double seconds_now(void)

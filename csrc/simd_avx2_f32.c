@@ -12,9 +12,9 @@
 #include <time.h>
 FBP_TARGET_AVX2_BEGIN
 #include "real.h"
+#include "sgd.inc"
 #include "dense.inc"
 #include "loss.inc"
-#include "sgd.inc"
 #include "train.inc"
 FBP_TARGET_AVX2_END
 #endif

@@ -33,6 +33,7 @@ cdef extern from "fastbp.h" nogil:
         void **vb
         void *work
         int max_batch
+        int n_threads
         fbp_profile *profile
     ctypedef struct fbp_train:
         const void *X
@@ -108,7 +109,7 @@ cdef class CoreNet:
     cdef void **ptrs              # 6 blocks of n_layers pointers: W b dW db vW vb
     cdef readonly list weights, biases, dW, db, vW, vb
     cdef readonly object dtype
-    cdef readonly int max_batch
+    cdef readonly int max_batch, n_threads
     cdef readonly tuple sizes
     cdef readonly long n_in, n_out
     cdef object work
@@ -118,7 +119,8 @@ cdef class CoreNet:
         self.c_acts = NULL
         self.ptrs = NULL
 
-    def __init__(self, sizes, activations, int loss, list weights, list biases, int max_batch):
+    def __init__(self, sizes, activations, int loss, list weights, list biases, int max_batch,
+                 int n_threads=1):
         cdef int L = len(sizes) - 1, l
         self.dtype = weights[0].dtype
         self.sizes = tuple(int(s) for s in sizes)
@@ -152,6 +154,8 @@ cdef class CoreNet:
             self.net.db[l] = data_of(self.db[l], self.dtype, shape[1:], "db")
         self.net.vW = self.net.vb = NULL
         self.net.max_batch = max_batch
+        self.net.n_threads = n_threads
+        self.n_threads = n_threads
         self.net.work = NULL
         self.net.profile = NULL
         self.work = np.empty(fbp_work_bytes(&self.net), dtype=np.uint8)

@@ -4,6 +4,7 @@ Python checks arguments and owns every array (weights, gradients, velocities,
 work buffers); `_core` hands pointers to C, which runs whole epochs with the
 GIL released and allocates nothing.
 """
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +21,29 @@ OPTIMIZERS = ("sgd", "gd")
 MAX_LAYERS = 64          # csrc/real.h FBP_MAX_LAYERS
 CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-batch gradients
 RUN_SECONDS = 0.05       # C returns this often during fit, so Ctrl-C is seen quickly
+
+
+def default_threads():
+    """$FASTBP_NUM_THREADS, else the CPUs this process may run on."""
+    env = os.environ.get("FASTBP_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(n_threads):
+    if n_threads is None:
+        return default_threads()
+    return check_positive("n_threads", n_threads, integer=True)
 
 
 @dataclass
@@ -57,7 +81,12 @@ class Network:
     dtype : "float32" or "float64"
     seed : int or None
         Seeds the initial weights (He-uniform for relu, Glorot-uniform otherwise,
-        zero biases) and the shuffling; the same seed gives identical results.
+        zero biases) and the shuffling; the same seed gives identical results
+        (for the same n_threads: threads add partial sums in a fixed order, but a
+        different number of threads adds them differently).
+    n_threads : int or None
+        Threads that share each layer's work; None: ``$FASTBP_NUM_THREADS``, else
+        the CPUs available. ``fit`` and ``train_step`` can override it per call.
 
     >>> import numpy as np, fastbp
     >>> net = fastbp.Network([2, 8, 2], activation="tanh", seed=0)
@@ -67,7 +96,8 @@ class Network:
     [0, 1, 1, 0]
     """
 
-    def __init__(self, layer_sizes, activation="relu", loss="cross_entropy", dtype="float32", seed=None):
+    def __init__(self, layer_sizes, activation="relu", loss="cross_entropy", dtype="float32", seed=None,
+                 n_threads=None):
         sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
         if not sizes or len(sizes) < 2:
             raise ValueError(f"layer_sizes needs at least an input and an output size, got {layer_sizes!r}")
@@ -88,6 +118,7 @@ class Network:
         if self.loss == "cross_entropy" and self.layer_sizes[-1] < 2:
             raise ValueError("a cross_entropy network needs at least 2 outputs (classes)")
         self.dtype = check_dtype(dtype)
+        self.n_threads = check_threads(n_threads)
         self.seed = seed
         seq = np.random.SeedSequence(seed)
         init_rng = np.random.default_rng(seq.spawn(1)[0])
@@ -143,14 +174,16 @@ class Network:
         self._velocity = None
 
     # -- the C side -----------------------------------------------------------------
-    def _core_for(self, rows):
+    def _core_for(self, rows, n_threads=None):
         """The CoreNet over this network's arrays with work space for `rows` rows."""
         rows = max(1, min(rows, CHUNK_ROWS))
-        if self._core is None or self._core.max_batch < rows:
+        n_threads = self.n_threads if n_threads is None else n_threads
+        core = self._core
+        if core is None or core.max_batch < rows or core.n_threads != n_threads:
             acts = [ACTIVATIONS[a] for a in self.activations] + [ACTIVATIONS["identity"]]
-            self._core = _core.CoreNet(self.layer_sizes, acts, LOSSES[self.loss],
-                                       self._weights, self._biases, rows)
-        return self._core
+            self._core = core = _core.CoreNet(self.layer_sizes, acts, LOSSES[self.loss],
+                                              self._weights, self._biases, rows, n_threads)
+        return core
 
     def _use_velocity(self, core, momentum):
         if momentum > 0:
@@ -171,7 +204,8 @@ class Network:
     # -- training -------------------------------------------------------------------
     def fit(self, X, y, optimizer="sgd", lr=0.01, batch_size=32, epochs=10, momentum=0.0,
             nesterov=False, weight_decay=0.0, schedule="constant", tol=None, n_iter_no_change=5,
-            shuffle=True, validation_data=None, verbose=False, decay=1e-4, step_size=10, gamma=0.1):
+            shuffle=True, validation_data=None, verbose=False, decay=1e-4, step_size=10, gamma=0.1,
+            n_threads=None):
         """Train from the current weights; returns a `History`.
 
         optimizer="sgd" takes ``batch_size`` samples per update (1 is classic
@@ -184,6 +218,8 @@ class Network:
         "invscaling", ``step_size`` and ``gamma`` for "step"). The monitored loss is
         the validation loss when ``validation_data=(X_val, y_val)`` is given, else the
         epoch's mean training loss.
+
+        ``n_threads`` overrides the network's thread count for this call.
 
         X is used in place when it is a C-contiguous array of the network's dtype;
         anything else is converted once, before the first epoch. If the loss becomes
@@ -201,6 +237,7 @@ class Network:
             raise ValueError("nesterov=True needs momentum > 0")
         sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma, tol=tol,
                          n_iter_no_change=n_iter_no_change)
+        n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y)
         val = None
         if validation_data is not None:
@@ -210,7 +247,7 @@ class Network:
 
         n = len(X)
         batch = n if optimizer == "gd" else min(batch_size, n)
-        core = self._core_for(batch)
+        core = self._core_for(batch, n_threads)
         self._use_velocity(core, momentum)
         trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer == "sgd",
                                 self._shuffle_state)
@@ -261,7 +298,7 @@ class Network:
                 f"{trainer.step}; the weights are no longer usable (re-create the network). "
                 "Try a smaller lr or scaling the inputs.")
 
-    def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, n_threads=None):
         """Exactly one update on exactly this batch (all rows of X); returns the batch's
         mean loss before the update. Momentum velocities persist across calls."""
         lr = check_positive("lr", lr)
@@ -269,8 +306,9 @@ class Network:
         weight_decay = check_nonnegative("weight_decay", weight_decay)
         if nesterov and momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
+        n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y)
-        core = self._core_for(len(X))
+        core = self._core_for(len(X), n_threads)
         self._use_velocity(core, momentum)
         trainer = _core.Trainer()
         trainer.set_optimizer(lr, 0.0, momentum, weight_decay, bool(nesterov), 0)
