@@ -282,6 +282,7 @@ def _fetch_verified(url, destination, md5, sha256, timeout):
         if got != (md5, sha256):
             return (f"checksum mismatch ({size} bytes; md5 {got[0]}, expected {md5}; "
                     f"sha256 {got[1]}, expected {sha256})"), "checksum"
+        os.chmod(tmp, 0o644)   # mkstemp makes it private; a cache is readable data
         os.replace(tmp, destination)
         tmp = None
         return None

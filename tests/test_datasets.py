@@ -391,8 +391,10 @@ def test_download_fills_the_cache_and_later_loads_need_no_network(server, fake_m
     assert_loaded(load_mnist(kind="test", mirrors=[server.url + "/m"]), arrays, "test")
     assert cache_listing() == sorted(files)        # all four, and no temporary files
     for name, data in files.items():
-        with open(os.path.join(datasets.cache_root(), "mnist", name), "rb") as f:
+        cached = os.path.join(datasets.cache_root(), "mnist", name)
+        with open(cached, "rb") as f:
             assert f.read() == data
+        assert os.stat(cached).st_mode & 0o777 == 0o644
     asked = len(server.requests)
     assert_loaded(load_mnist(kind="train", mirrors=[server.url + "/m"]), arrays, "train")
     assert len(server.requests) == asked
