@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import sys
 import time
 
@@ -32,7 +33,7 @@ EXIT_USAGE = 2          # a user mistake: bad argument, missing file, incompatib
 EXIT_DIVERGED = 1       # training blew up (NaN/inf loss)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 TRAIN_ACCURACY_ROWS = 10_000   # train accuracy is measured on this many training images
-PROGRESS_SLICES = 50           # fit() calls per epoch when drawing a progress bar
+PROGRESS_SLICES = 20           # fit() calls per epoch when drawing a progress bar
 
 # Defaults of `fastbp train`; a recipe overrides some, explicit flags override both.
 TRAIN_DEFAULTS = {
@@ -126,13 +127,13 @@ def load_dataset(name, data_dir, kind, download=True):
     try:
         images, labels = loader(**kwargs)
     except FileNotFoundError as e:   # includes datasets.DataNotFoundError
+        # The loader's message says where it looked and how to supply the files;
+        # add how to point this command at them.
         env = os.environ.get("FASTBP_DATA")
-        looked = (f"--data {os.path.abspath(data_dir)}" if data_dir is not None
-                  else f"FASTBP_DATA={os.path.abspath(env)}" if env else "--data and FASTBP_DATA both unset")
-        raise UsageError(f"no {name} {kind} data ({looked}): {e}. Put the four IDX files "
-                         "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-                         "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a directory "
-                         "and pass --data DIR or set FASTBP_DATA=DIR") from None
+        given = (f"--data {os.path.abspath(data_dir)}" if data_dir is not None else "no --data")
+        given += f", FASTBP_DATA={os.path.abspath(env)}" if env else ", FASTBP_DATA unset"
+        raise UsageError(f"no {name} {kind} data ({given}): {e} On the command line: "
+                         "--data DIR or FASTBP_DATA=DIR.") from None
     return scale_images(images), labels
 
 
@@ -185,7 +186,7 @@ class Progress:
             self.stream.flush()
 
 
-def train_epoch(net, X, y, rng, settings, sched, updates_before, progress, epoch, fit_extra):
+def train_epoch(net, X, y, rng, settings, sched, updates_before, progress, epoch):
     """One epoch of SGD or GD over (X, y); returns (mean loss, updates, seconds).
 
     The CLI shuffles itself and calls fit() on consecutive slices of whole batches,
@@ -219,7 +220,7 @@ def train_epoch(net, X, y, rng, settings, sched, updates_before, progress, epoch
                        batch_size=batch, epochs=1, momentum=settings["momentum"],
                        nesterov=settings["nesterov"], weight_decay=settings["weight_decay"],
                        schedule="invscaling" if settings["schedule"] == "invscaling" else "constant",
-                       decay=step_decay, shuffle=False, **fit_extra)
+                       decay=step_decay, shuffle=False)
         seconds += time.perf_counter() - start
         total_loss += hist.loss[0] * (hi - lo)
         updates += hist.n_updates
@@ -242,12 +243,12 @@ def resolve_train_settings(args):
 
 def cmd_train(args, out):
     s = resolve_train_settings(args)
-    fit_extra = {}
+    threads = {}
     if args.threads is not None:
-        if _accepts(Network.fit, "n_threads"):
-            fit_extra["n_threads"] = args.threads
+        if _accepts(Network.__init__, "n_threads"):
+            threads["n_threads"] = args.threads
         else:
-            print("fastbp: warning: this build's Network.fit has no n_threads; --threads ignored",
+            print("fastbp: warning: this build of fastbp has no n_threads; --threads ignored",
                   file=sys.stderr)
     for path, flag in ((args.save, "--save"), (args.plot, "--plot"), (args.plot_weights, "--plot-weights"),
                        (args.json, "--json")):
@@ -272,7 +273,7 @@ def cmd_train(args, out):
     X = X.astype(s["dtype"], copy=False)
     try:
         net = Network(sizes, activation=s["activation"], loss="cross_entropy", dtype=s["dtype"],
-                      seed=s["seed"])
+                      seed=s["seed"], **threads)
         sched = Schedule(s["schedule"], s["lr"], decay=s["decay"], step_size=s["step_size"],
                          gamma=s["gamma"], tol=s["tol"])
     except (ValueError, TypeError) as e:
@@ -289,7 +290,7 @@ def cmd_train(args, out):
     progress = Progress(out, enabled=out.isatty())
     rows, updates, train_seconds = [], 0, 0.0
     for epoch in range(1, s["epochs"] + 1):
-        loss, n_up, seconds = train_epoch(net, X, y, rng, s, sched, updates, progress, epoch, fit_extra)
+        loss, n_up, seconds = train_epoch(net, X, y, rng, s, sched, updates, progress, epoch)
         updates += n_up
         train_seconds += seconds
         train_acc = net.evaluate(X[:TRAIN_ACCURACY_ROWS], y[:TRAIN_ACCURACY_ROWS])["accuracy"]
@@ -328,7 +329,7 @@ def cmd_train(args, out):
     if args.json:
         summary = {"fastbp_version": __version__, "dataset": args.dataset, "recipe": args.recipe,
                    "settings": {k: v for k, v in s.items() if k != "layers"},
-                   "threads": args.threads, "isa": _isa(), "epochs": rows,
+                   "threads": getattr(net, "n_threads", None), "isa": _isa(), "epochs": rows,
                    "test_loss": test["loss"], "test_accuracy": test["accuracy"],
                    "n_updates": updates, "train_seconds": train_seconds,
                    "us_per_update": us_per_update, "saved_model": args.save}
@@ -441,7 +442,9 @@ def cmd_info(args, out):
     details.setdefault("version", __version__)
     details.setdefault("isa", _core.get_isa())
     details["cpu_has_avx2_fma"] = bool(_core.cpu_has_avx2())
-    details.setdefault("threads", os.environ.get("FASTBP_NUM_THREADS", "1 (no threading in this build)"))
+    if "threads" not in details:
+        from . import network
+        details["threads"] = network.default_threads() if hasattr(network, "default_threads") else 1
     details["numpy"] = np.__version__
     details["numpy_blas"] = numpy_blas() + " (NumPy's; fastbp's C core uses its own kernels)"
     details["python"] = platform.python_version()
@@ -540,8 +543,14 @@ def main(argv=None):
     0
     """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parser.parse_args(argv)
+        if argv[:1] == ["bench"]:
+            # Everything after "bench" belongs to the benchmark's own parser, options
+            # included (argparse's REMAINDER would reject a leading "--option").
+            args = argparse.Namespace(command="bench", run=cmd_bench, bench_args=argv[1:])
+        else:
+            args = parser.parse_args(argv)
     except SystemExit as e:   # --help, --version, or argparse's own one-line usage error
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     out = sys.stdout
@@ -561,8 +570,20 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"\nfastbp {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(" ".join(message.split()), file=sys.stderr)   # always one line
+    print(one_line(message), file=sys.stderr)
     return EXIT_USAGE
+
+
+def one_line(message):
+    """A multi-line message (a list under a heading, say) as one line.
+
+    >>> one_line("Looked in:\\n  a (missing)\\n  b (missing)\\nGive --data.")
+    'Looked in: a (missing); b (missing). Give --data.'
+    """
+    message = re.sub(r":\s*\n\s+", ": ", message.strip())
+    message = re.sub(r"\n\s+", "; ", message)
+    message = re.sub(r"\s*\n", ". ", message)
+    return re.sub(r"\.\.\s", ". ", " ".join(message.split()))
 
 
 if __name__ == "__main__":
