@@ -185,6 +185,23 @@ def test_gradients_with_odd_layer_widths(sizes, loss, activation, dtype):
         assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch", [1, 4, 32, 600])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("sizes", [[257, 12, 3], [784, 16, 10]], ids=["257-12-3", "784-16-10"])
+def test_gradients_with_inputs_wider_than_256(sizes, activation, batch, dtype):
+    # Long input rows (MNIST's 784) are summed over several blocks of the input
+    # dimension; the activation must apply to the whole sum, not to the first block.
+    net = make_net(sizes, activation, "cross_entropy", dtype, seed=20)
+    X, y = random_problem(sizes, "cross_entropy", batch, dtype, seed=21, zero_fraction=0.5)
+    got = net.gradients(X, y)
+    _, expected = reference_gradients(net, X, y)
+    if dtype == "float64":
+        assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
+    else:
+        assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
+
+
 def test_single_output_mse_accepts_1d_targets():
     sizes = [5, 7, 1]
     net = make_net(sizes, "tanh", "mse", "float64", seed=11)

@@ -69,6 +69,19 @@ def test_regressor_outputs_match_reference(n_out, dtype, n):
         assert net.evaluate(X, y[:, 0])["loss"] == scores["loss"]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", [3, 4, 32, 700])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "identity"])
+def test_outputs_with_inputs_wider_than_256_match_reference(activation, n, dtype):
+    # 784 inputs, as MNIST: the sum over the inputs runs in several blocks, and the
+    # hidden activation must see the whole sum.
+    sizes = [784, 32, 10]
+    net = make_net(sizes, activation, "cross_entropy", dtype, seed=9)
+    X, _ = random_problem(sizes, "cross_entropy", n, dtype, seed=10, zero_fraction=0.8)
+    expected = np.exp(reference.log_softmax(reference_outputs(net, X)))
+    np.testing.assert_allclose(net.predict_proba(X), expected, **TOLERANCE[dtype])
+
+
 def test_predict_equals_chunk_by_chunk_predict():
     # The chunked result over 1100 rows equals predicting each row range alone.
     sizes = [10, 20, 5]
