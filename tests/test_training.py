@@ -46,6 +46,24 @@ def test_one_fit_step_matches_reference(kind, loss, dtype):
     assert hist.loss[0] == pytest.approx(ref_loss, rel=1e-5)
 
 
+@pytest.mark.parametrize("batch", [4, 40, 300])
+@pytest.mark.parametrize("kind", list(OPTIMIZERS))
+def test_one_fit_step_matches_reference_on_mnist_shaped_input(kind, batch):
+    # 784 mostly-zero inputs, relu, batches below and above 256 rows (the update
+    # is fused into the backward product for small batches only).
+    momentum, nesterov = OPTIMIZERS[kind]
+    sizes = [784, 32, 10]
+    net = make_net(sizes, "relu", "cross_entropy", "float64", seed=40)
+    ref = reference_of(net)
+    X, y = random_problem(sizes, "cross_entropy", batch, "float64", seed=41, zero_fraction=0.8)
+    X = np.abs(X)
+    for _ in range(2):
+        net.fit(X, y, lr=0.05, batch_size=batch, epochs=1, momentum=momentum, nesterov=nesterov,
+                weight_decay=1e-3, shuffle=False)
+        ref.train_step(X, y, 0.05, momentum=momentum, weight_decay=1e-3, nesterov=nesterov)
+    assert_close_to_reference(net, ref, **TOLERANCE["float64"])
+
+
 def test_weight_decay_leaves_biases_alone():
     # With weight decay 0.5, decaying the biases too would move them by a further
     # lr * 0.5 * b: the step must match the reference that decays weights only.
