@@ -34,7 +34,8 @@ How scikit-learn's SGD maps onto `fastbp.Network.fit` (one call per epoch):
   The two columns get opposite gradients, so the logit's weights move at twice
   scikit-learn's step.
 - ``loss_`` adds scikit-learn's penalty, alpha / (2 * batch) * Σ‖W‖² per batch,
-  computed with the weights at the end of the epoch (scikit-learn uses each batch's).
+  with the mean of Σ‖W‖² at the epoch's start and end standing for each batch's
+  (scikit-learn uses the weights before each batch's step).
 """
 import inspect
 import numbers
@@ -66,9 +67,25 @@ ADAPTIVE_DIVISOR = 5.0      # "adaptive" divides lr by this when progress stalls
 ADAPTIVE_MIN_LR = 1e-6      # ... and stops once lr is at or below this
 _FIT_TAKES_N_THREADS = "n_threads" in inspect.signature(Network.fit).parameters
 
-# Checks of scikit-learn's suite that cannot apply, with the reason; used by the
-# estimators' tags and by tests/test_sklearn.py.
-EXPECTED_FAILED_CHECKS = {}
+
+
+def expected_failed_checks(estimator):
+    """The checks of scikit-learn's suite (`parametrize_with_checks`) that cannot pass
+    for this estimator, each with the reason.
+
+    >>> from fastbp.sklearn import MLPRegressor, expected_failed_checks
+    >>> sorted(expected_failed_checks(MLPRegressor(dtype="float64")))
+    []
+    """
+    failing = {}
+    if check_dtype(getattr(estimator, "dtype", "float32")) == np.float32:
+        failing["check_methods_subset_invariance"] = (
+            "float32 arithmetic: the C kernels may sum a row's products in a different order "
+            "depending on the other rows of the batch, so a prediction made on a subset can "
+            "differ in the last bit (about 1e-7 relative), above this check's rtol=1e-7; "
+            "with dtype='float64' the check passes")
+    return failing
+
 
 
 def _validate_data(estimator, X, y="no_validation", reset=True, **kwargs):
@@ -388,6 +405,7 @@ class _BaseMLP(BaseEstimator):
         if self.n_threads is not None:
             fit_args["n_threads"] = self.n_threads
         self.n_iter_ = 0
+        squares_before = self._penalty_sum() if self.alpha else 0.0
         try:
             for _ in range(self.max_iter):
                 try:
@@ -397,7 +415,13 @@ class _BaseMLP(BaseEstimator):
                                      "data may contain large values and need to be preprocessed; "
                                      "or try a smaller learning_rate_init.") from err
                 self.n_iter_ += 1
-                penalty = 0.5 * self.alpha * self._penalty_sum() * n_batches / n_samples
+                # scikit-learn adds alpha/2 * Σ‖W‖² / batch for each batch, with the
+                # weights before that batch's step: the mean of the epoch's first and
+                # last Σ‖W‖² stands for them
+                squares_after = self._penalty_sum() if self.alpha else 0.0
+                penalty = (0.25 * self.alpha * (squares_before + squares_after)
+                           * n_batches / n_samples)
+                squares_before = squares_after
                 self.loss_ = history.loss[0] * self._loss_scale() + penalty
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
@@ -484,7 +508,7 @@ class _BaseMLP(BaseEstimator):
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
-        return {"_xfail_checks": dict(EXPECTED_FAILED_CHECKS)}
+        return {"_xfail_checks": expected_failed_checks(self)}
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -603,7 +627,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
-        return {"_xfail_checks": dict(EXPECTED_FAILED_CHECKS)}
+        return {"_xfail_checks": expected_failed_checks(self)}
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -671,4 +695,4 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
-        return {"multioutput": True, "_xfail_checks": dict(EXPECTED_FAILED_CHECKS)}
+        return {"multioutput": True, "_xfail_checks": expected_failed_checks(self)}

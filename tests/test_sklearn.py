@@ -1,0 +1,425 @@
+"""fastbp.sklearn: scikit-learn's own estimator checks, the same SGD steps as
+scikit-learn's MLP, labels, partial_fit, warm_start, early stopping, pipelines,
+grid search with workers, pickling, and MNIST accuracy against scikit-learn."""
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn import neural_network as skl_nn  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import fastbp  # noqa: E402
+from fastbp.sklearn import MLPClassifier, MLPRegressor, expected_failed_checks  # noqa: E402
+
+from conftest import mnist_dir  # noqa: E402
+
+# Small enough that the whole suite of checks runs in seconds, large enough that
+# the checks' "learns the toy problem" assertions hold.
+CHECKED_ESTIMATORS = [
+    MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0),
+    MLPRegressor(max_iter=50, random_state=0),
+    MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0, dtype="float64"),
+    MLPRegressor(max_iter=50, random_state=0, dtype="float64"),
+]
+
+
+@parametrize_with_checks(CHECKED_ESTIMATORS, expected_failed_checks=expected_failed_checks)
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+def test_import_fastbp_does_not_import_sklearn():
+    code = "import sys, fastbp; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- the same steps as scikit-learn ---------------------------------------------------
+def _problem(n=120, n_features=5, n_classes=3, n_targets=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n_features))
+    return X, rng.integers(0, n_classes, n), rng.standard_normal((n, n_targets))
+
+
+COMMON = dict(hidden_layer_sizes=(7, 6), activation="tanh", solver="sgd", batch_size=20, learning_rate_init=0.05,
+              max_iter=8, shuffle=False, random_state=0)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"learning_rate": "invscaling", "power_t": 0.3},
+    {"learning_rate": "adaptive", "tol": 0.5, "n_iter_no_change": 1},
+    {"nesterovs_momentum": False, "alpha": 0.1},
+    {"momentum": 0.0, "activation": "relu"},
+    {"activation": "logistic", "alpha": 0.0},
+    {"activation": "identity", "solver": "gd"},
+], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_training_matches_sklearn_step_for_step(kind, options):
+    """Same initial weights (drawn as scikit-learn draws them), no shuffling and whole
+    batches: scikit-learn's SGD and fastbp's give the same weights to rounding."""
+    X, labels, targets = _problem()
+    y = labels if kind == "classifier" else targets
+    ours_cls, theirs_cls = ((MLPClassifier, skl_nn.MLPClassifier) if kind == "classifier"
+                            else (MLPRegressor, skl_nn.MLPRegressor))
+    params = dict(COMMON, **options)
+    sk_params = dict(params, solver="sgd", batch_size=len(X)) if params.get("solver") == "gd" else params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = theirs_cls(**sk_params).fit(X, y)
+        ours = ours_cls(dtype="float64", **params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # loss_'s L2 penalty uses the epoch's first and last weights, scikit-learn each batch's
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_,
+                               rtol=1e-3 if options.get("alpha") else 1e-5)
+    assert ours.out_activation_ == theirs.out_activation_
+
+
+def test_adaptive_learning_rate_falls_as_sklearn_does():
+    X, y, _ = _problem()
+    params = dict(COMMON, learning_rate="adaptive", tol=10.0, n_iter_no_change=1, max_iter=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = skl_nn.MLPClassifier(**params).fit(X, y)
+        ours = MLPClassifier(dtype="float64", **params).fit(X, y)
+    assert ours._lr == pytest.approx(theirs._optimizer.learning_rate)
+    assert ours._lr < params["learning_rate_init"]
+    np.testing.assert_allclose(ours.coefs_[0], theirs.coefs_[0], rtol=1e-9, atol=1e-12)
+
+
+def test_stops_when_loss_stalls_like_sklearn():
+    X, y, _ = _problem()
+    params = dict(COMMON, tol=1e3, n_iter_no_change=2, max_iter=50)
+    theirs = skl_nn.MLPClassifier(**params).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)   # stopping early is not a warning
+        ours = MLPClassifier(dtype="float64", **params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 4
+    assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-5)
+
+
+def test_max_iter_reached_warns_convergence():
+    X, y, _ = _problem()
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        clf = MLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3 and clf.t_ == 3 * len(X)
+
+
+# -- early stopping -------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["classifier", "binary", "regressor"])
+def test_early_stopping_same_split_scores_and_restored_weights_as_sklearn(kind):
+    # 100 samples, 20 for validation: 80 train in whole batches of 20
+    X, labels, targets = _problem(n=100)
+    y = {"classifier": labels, "binary": labels % 2, "regressor": targets}[kind]
+    ours_cls, theirs_cls = ((MLPRegressor, skl_nn.MLPRegressor) if kind == "regressor"
+                            else (MLPClassifier, skl_nn.MLPClassifier))
+    params = dict(COMMON, early_stopping=True, validation_fraction=0.2, n_iter_no_change=2,
+                  max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = theirs_cls(**params).fit(X, y)
+        ours = ours_cls(dtype="float64", **params).fit(X, y)
+    assert ours.best_loss_ is None and len(ours.validation_scores_) == ours.n_iter_
+    if kind == "binary":
+        # the same model, but its output layer moves at twice scikit-learn's step
+        assert ours.best_validation_score_ == max(ours.validation_scores_)
+        return
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, rtol=1e-8)
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_)
+    for a, b in zip(ours.coefs_, theirs.coefs_):   # both restored to the best epoch
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_early_stopping_restores_best_epoch_weights():
+    X, y = load_digits(return_X_y=True)
+    clf = MLPClassifier((32,), early_stopping=True, n_iter_no_change=3, max_iter=40,
+                        learning_rate_init=0.5, random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X / 16, y)
+    best = int(np.argmax(clf.validation_scores_))
+    assert clf.best_validation_score_ == clf.validation_scores_[best]
+    # the weights are the best epoch's: the final epoch's would score differently
+    assert best < clf.n_iter_ - 1
+
+
+def test_partial_fit_rejects_early_stopping():
+    X, y, _ = _problem()
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+# -- labels and shapes ----------------------------------------------------------------
+@pytest.mark.parametrize("names", [np.array(["cat", "dog", "eel"]), np.array([-5, 10, 42])])
+def test_arbitrary_class_labels(names):
+    X, idx = load_digits(n_class=3, return_X_y=True)
+    y = names[idx]
+    clf = MLPClassifier((16,), learning_rate_init=0.1, max_iter=30, random_state=0).fit(X / 16, y)
+    np.testing.assert_array_equal(clf.classes_, np.sort(names))
+    pred = clf.predict(X / 16)
+    assert pred.dtype == y.dtype and set(pred) <= set(names)
+    assert clf.score(X / 16, y) > 0.95
+    proba = clf.predict_proba(X / 16)
+    assert proba.shape == (len(X), 3) and clf.out_activation_ == "softmax"
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(axis=1)], pred)
+
+
+def _forward(coefs, intercepts, X, hidden):
+    a = X
+    for w, b in zip(coefs[:-1], intercepts[:-1]):
+        a = hidden(a @ w + b)
+    return a @ coefs[-1] + intercepts[-1]
+
+
+def test_binary_is_sklearns_logistic_model():
+    X, labels, _ = _problem()
+    y = np.where(labels == 1, "yes", "no")
+    clf = MLPClassifier((6,), activation="tanh", learning_rate_init=0.05, max_iter=20,
+                        random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1
+    assert clf.coefs_[-1].shape == (6, 1) and clf.intercepts_[-1].shape == (1,)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    z = _forward(clf.coefs_, clf.intercepts_, X, np.tanh)[:, 0]
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-z)), rtol=1e-10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(clf.predict(X), np.where(z > 0, "yes", "no"))
+
+
+def test_multiclass_probabilities_are_softmax_of_coefs():
+    X, y, _ = _problem()
+    clf = MLPClassifier((6,), activation="relu", max_iter=5, random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    z = _forward(clf.coefs_, clf.intercepts_, X, lambda a: np.maximum(a, 0))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(clf.predict_proba(X), p / p.sum(axis=1, keepdims=True), rtol=1e-10)
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(clf.predict_proba(X)))
+
+
+def test_multi_output_regression():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, (400, 3))
+    Y = np.column_stack([X[:, 0] + X[:, 1], np.sin(2 * X[:, 2]), X[:, 0] * X[:, 1]])
+    reg = MLPRegressor((32,), activation="tanh", learning_rate_init=0.05, max_iter=300,
+                       random_state=0).fit(X, Y)
+    assert reg.n_outputs_ == 3 and reg.out_activation_ == "identity"
+    assert reg.coefs_[-1].shape == (32, 3) and reg.predict(X).shape == (400, 3)
+    assert reg.score(X, Y) > 0.9
+    one = MLPRegressor((8,), max_iter=2, random_state=0).fit(X, Y[:, 0])
+    assert one.predict(X).shape == (400,) and one.n_outputs_ == 1
+
+
+def test_predictions_follow_input_precision():
+    X, y, Y = _problem()
+    reg = MLPRegressor((4,), max_iter=1, random_state=0).fit(X, Y)
+    assert reg.predict(X).dtype == np.float64
+    assert reg.predict(X.astype(np.float32)).dtype == np.float32
+    clf = MLPClassifier((4,), max_iter=1, random_state=0).fit(X, y)
+    assert clf.predict_proba(X.astype(np.float32)).dtype == np.float32
+
+
+# -- partial_fit and warm_start -------------------------------------------------------
+def test_partial_fit_needs_classes_first_then_keeps_them():
+    X, y, _ = _problem()
+    clf = MLPClassifier((5,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])   # y need not hold every class
+    assert clf.classes_.tolist() == [0, 1, 2] and clf.predict_proba(X).shape == (len(X), 3)
+    with pytest.raises(ValueError, match="not in classes_"):
+        clf.partial_fit(X, y + 10)
+    with pytest.raises(ValueError, match="not the same"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError, match="features"):
+        clf.partial_fit(X[:, :3], y)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_partial_fit_epochs_equal_fit(kind):
+    """k calls of partial_fit are k epochs of fit: same init, same optimizer state
+    (momentum carried across calls), same shuffling stream."""
+    X, labels, targets = _problem()
+    params = dict(COMMON, shuffle=True, dtype="float64")
+    if kind == "classifier":
+        fitted = MLPClassifier(**dict(params, max_iter=4))
+        stepped = MLPClassifier(**params)
+        for _ in range(4):
+            stepped.partial_fit(X, labels, classes=[0, 1, 2])
+        y = labels
+    else:
+        fitted = MLPRegressor(**dict(params, max_iter=4))
+        stepped = MLPRegressor(**params)
+        for _ in range(4):
+            stepped.partial_fit(X, targets)
+        y = targets
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted.fit(X, y)
+    assert stepped.t_ == fitted.t_ == 4 * len(X) and stepped.n_iter_ == 1
+    np.testing.assert_allclose(stepped.loss_curve_, fitted.loss_curve_, rtol=1e-12)
+    for a, b in zip(stepped.coefs_ + stepped.intercepts_, fitted.coefs_ + fitted.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_warm_start_continues_like_sklearn():
+    X, y, _ = _problem()
+    params = dict(COMMON, warm_start=True, max_iter=3)
+    ours, theirs = MLPClassifier(dtype="float64", **params), skl_nn.MLPClassifier(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for model in (ours, theirs):
+            model.fit(X, y)
+            first = [c.copy() for c in model.coefs_]
+            model.fit(X, y)
+    assert len(ours.loss_curve_) == len(theirs.loss_curve_) == 6
+    assert not np.allclose(first[0], ours.coefs_[0])
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="same classes"):
+        ours.fit(X, y + 1)
+    ours.set_params(hidden_layer_sizes=(3,))
+    with pytest.raises(ValueError, match="warm_start=False"):
+        ours.fit(X, y)
+
+
+def test_fit_without_warm_start_starts_over():
+    X, y, _ = _problem()
+    clf = MLPClassifier((5,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        first = clf.fit(X, y).coefs_[0].copy()
+        second = clf.fit(X, y).coefs_[0]
+    np.testing.assert_array_equal(first, second)
+    assert len(clf.loss_curve_) == 2
+
+
+# -- parameters -----------------------------------------------------------------------
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_other_solvers_are_rejected_clearly(solver):
+    X, y, _ = _problem()
+    with pytest.raises(ValueError, match=f"solver='{solver}'.*'sgd'.*'gd'"):
+        MLPClassifier(solver=solver).fit(X, y)
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("activation", "softplus", ValueError), ("learning_rate", "optimal", ValueError),
+    ("batch_size", 0, ValueError), ("batch_size", "big", TypeError),
+    ("hidden_layer_sizes", (10, 0), ValueError), ("momentum", 1.0, ValueError),
+    ("alpha", -1.0, ValueError), ("max_iter", 0, ValueError), ("learning_rate_init", 0.0, ValueError),
+    ("validation_fraction", 1.0, ValueError), ("n_iter_no_change", 0, ValueError),
+    ("dtype", "float16", TypeError), ("tol", float("nan"), TypeError),
+])
+def test_bad_parameter_names_itself(name, value, error):
+    X, y, _ = _problem()
+    with pytest.raises(error, match=name):
+        MLPClassifier(**{name: value}).fit(X, y)
+
+
+def test_predict_before_fit_raises_not_fitted():
+    with pytest.raises(NotFittedError):
+        MLPRegressor().predict(np.zeros((2, 3)))
+
+
+def test_batch_size_larger_than_data_is_clipped_with_warning():
+    X, y, _ = _problem(n=30)
+    with pytest.warns(UserWarning, match="batch_size"):
+        MLPClassifier((4,), batch_size=100, max_iter=1, random_state=0).fit(X, y)
+
+
+def test_verbose_prints_sklearns_lines(capsys):
+    X, y, _ = _problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier((4,), max_iter=2, verbose=True, random_state=0).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Iteration 1, loss = ") and lines[1].startswith("Iteration 2, loss = ")
+
+
+def test_n_threads_is_passed_through_or_refused():
+    X, y, _ = _problem()
+    clf = MLPClassifier((4,), max_iter=1, random_state=0, n_threads=1)
+    import inspect
+    if "n_threads" in inspect.signature(fastbp.Network.fit).parameters:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+        assert clf.n_iter_ == 1
+    else:
+        with pytest.raises(ValueError, match="n_threads"):
+            clf.fit(X, y)
+
+
+# -- ecosystem ------------------------------------------------------------------------
+def test_pickle_round_trip_predicts_and_continues_the_same():
+    X, y, _ = _problem()
+    clf = MLPClassifier((5,), random_state=0, dtype="float64").partial_fit(X, y, classes=[0, 1, 2])
+    copy = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
+    clf.partial_fit(X, y)
+    copy.partial_fit(X, y)     # momentum and shuffling state travelled with it
+    for a, b in zip(copy.coefs_, clf.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_works_in_pipeline():
+    X, y = load_digits(return_X_y=True)
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("mlp", MLPClassifier((32,), learning_rate_init=0.05, max_iter=30, random_state=0))])
+    pipe.fit(X[:1200], y[:1200])
+    assert pipe.score(X[1200:], y[1200:]) > 0.9
+
+
+def test_grid_search_with_two_workers():
+    X, y = load_digits(return_X_y=True)
+    search = GridSearchCV(MLPClassifier(max_iter=15, learning_rate_init=0.05, random_state=0),
+                          {"hidden_layer_sizes": [(8,), (32,)], "alpha": [1e-4, 1e-1]},
+                          cv=3, n_jobs=2, error_score="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X / 16, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isfinite(scores).all() and scores.max() > 0.9
+    assert search.best_estimator_.coefs_[0].shape[1] == search.best_params_["hidden_layer_sizes"][0]
+
+
+# -- MNIST against scikit-learn -------------------------------------------------------
+MNIST_TRAIN_SAMPLES = 20_000   # keeps scikit-learn's side of the test near half a minute
+MNIST_PARAMS = dict(hidden_layer_sizes=(256,), solver="sgd", momentum=0.9, batch_size=64,
+                    learning_rate_init=0.05, max_iter=5, random_state=0)
+
+
+def test_mnist_accuracy_within_one_point_of_sklearn():
+    from fastbp.datasets import load_mnist
+    path = mnist_dir()
+    X, y = load_mnist(path, kind="train", download=False)
+    X_test, y_test = load_mnist(path, kind="test", download=False)
+    X = X[:MNIST_TRAIN_SAMPLES].astype(np.float32) / 255
+    y = y[:MNIST_TRAIN_SAMPLES]
+    X_test = X_test.astype(np.float32) / 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(**MNIST_PARAMS).fit(X, y).score(X_test, y_test)
+        theirs = skl_nn.MLPClassifier(**MNIST_PARAMS).fit(X, y).score(X_test, y_test)
+    assert ours > 0.9, f"fastbp accuracy {ours:.4f}"
+    assert abs(ours - theirs) <= 0.01, f"fastbp {ours:.4f} vs scikit-learn {theirs:.4f}"
