@@ -4,5 +4,6 @@ from ._version import __version__
 from .network import History, Network
 from .io import load
 from .optim import sgd_update
+from .gradcheck import gradcheck, naive_gradients
 
-__all__ = ["Network", "History", "sgd_update", "load", "__version__"]
+__all__ = ["Network", "History", "sgd_update", "load", "gradcheck", "naive_gradients", "__version__"]
