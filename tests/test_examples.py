@@ -1,0 +1,69 @@
+"""The example scripts and the backprop-vs-naive benchmark: the quadratic's exact
+trajectories, and each script run end to end in its --quick smoke mode."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, mnist_dir
+
+SCRIPT_TIMEOUT = 300   # seconds; a smoke run takes a few, more means it hangs
+
+
+def load_script(relative_path):
+    """Import a script (not a package module) by its path in the repository."""
+    path = REPO_ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(relative_path, *args, env=None):
+    """Run a script with this interpreter; fails the test with its output unless it
+    exits 0. Returns its stdout."""
+    environment = dict(os.environ, **(env or {}))
+    result = subprocess.run([sys.executable, str(REPO_ROOT / relative_path), *args],
+                            cwd=REPO_ROOT, env=environment, capture_output=True, text=True,
+                            timeout=SCRIPT_TIMEOUT)
+    assert result.returncode == 0, (f"{relative_path} {' '.join(args)} exited "
+                                    f"{result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def gd_quadratic():
+    return load_script("examples/gd_quadratic.py")
+
+
+def test_lr_one_oscillates_exactly_between_minus_three_and_three(gd_quadratic):
+    xs = gd_quadratic.trajectory(1.0, 50)
+    assert xs == [-3.0, 3.0] * 25 + [-3.0]
+
+
+def test_small_lr_converges_and_large_lr_diverges(gd_quadratic):
+    converging = gd_quadratic.trajectory(0.1, 60)
+    assert converging[0] == -3.0
+    assert all(abs(b) < abs(a) for a, b in zip(converging, converging[1:]))
+    assert abs(converging[-1]) < 1e-5
+    assert converging[1] == pytest.approx(-3.0 * 0.8)
+    diverging = gd_quadratic.trajectory(1.1, 30)
+    assert all(abs(b) > abs(a) for a, b in zip(diverging, diverging[1:]))
+    assert abs(diverging[-1]) == pytest.approx(3.0 * 1.2 ** 30, rel=1e-9)
+    assert gd_quadratic.trajectory(0.5, 1) == [-3.0, 0.0]
+
+
+def test_trajectory_starts_where_asked_and_checks_steps(gd_quadratic):
+    assert gd_quadratic.trajectory(0.25, 2, x0=4.0) == [4.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="steps"):
+        gd_quadratic.trajectory(0.1, -1)
+    with pytest.raises(ValueError, match="lr"):
+        gd_quadratic.trajectory(-0.1, 3)
+
+
+def test_gd_quadratic_script_runs(tmp_path):
+    out = run_script("examples/gd_quadratic.py", "--quick")
+    assert "γ = 1: x <- -1·x, oscillates" in out
+    assert "-3, 3, -3, 3, -3, 3" in out
