@@ -176,6 +176,8 @@ def plot(depth_rows, width_rows, fits, path):
     speedup.semilogy(depths, measured, "o-", label="measured naive / backprop")
     grid = np.linspace(1, depths.max(), 100)
     speedup.semilogy(grid, np.exp(grid) / grid, "--", color="0.4", label="textbook exp(d)/d")
+    speedup.semilogy(depths, [r["params"] for r in depth_rows], ":", color="C2",
+                     label="P, the number of parameters")
     speedup.set(xlabel="depth d", ylabel="speed-up of backprop", title="speed-up vs depth")
     for ax in (by_params, by_depth, speedup):
         ax.grid(True, which="major", alpha=0.3)
