@@ -353,3 +353,29 @@ def test_ci_tests_the_installed_package():
     if not venv:
         pytest.skip("only meaningful under .ci/run")
     assert os.path.realpath(fastbp.__file__).startswith(os.path.realpath(venv) + os.sep), fastbp.__file__
+
+
+def test_train_epoch_matches_the_numpy_reference_on_pixel_data(monkeypatch):
+    """What `fastbp train` does to the weights in one epoch, on 784-pixel images
+    with many exact zeros (as MNIST has), equals the reference's SGD steps over the
+    same shuffled batches."""
+    from fastbp import reference
+    monkeypatch.setenv("FASTBP_NUM_THREADS", "1")
+    rng = np.random.default_rng(7)
+    X = rng.random((128, 784))
+    X[rng.random(X.shape) < 0.8] = 0.0
+    y = rng.integers(0, 10, 128)
+    net = fastbp.Network([784, 64, 10], dtype="float64", seed=0)
+    ref = reference.ReferenceNetwork([w.copy() for w in net.weights], [b.copy() for b in net.biases],
+                                     net.activations, net.loss)
+    settings = dict(cli.TRAIN_DEFAULTS, batch_size=32, epochs=1, lr=0.05, momentum=0.9)
+    sched = fastbp.optim.Schedule("constant", 0.05)
+    cli.train_epoch(net, X, y, np.random.default_rng(0), settings, sched, 0,
+                    cli.Progress(io.StringIO(), enabled=False), 1)
+    order = np.random.default_rng(0).permutation(128)
+    for start in range(0, 128, 32):
+        rows = order[start:start + 32]
+        ref.train_step(X[rows], y[rows], 0.05, momentum=0.9)
+    for l in range(net.n_layers):
+        np.testing.assert_allclose(net.weights[l], ref.weights[l], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(net.biases[l], ref.biases[l], rtol=1e-9, atol=1e-12)
