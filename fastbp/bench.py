@@ -298,6 +298,15 @@ def _numpy_blas():
         return "unknown (install threadpoolctl to see it)"
 
 
+def _load_average():
+    """The 1-minute load average: above the CPU count, other processes compete for the
+    cores and every number of the run is suspect."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info(n_threads):
     """The machine and libraries a run measured: CPU, threads, BLAS, code paths."""
     torch = import_torch()
@@ -315,6 +324,7 @@ def machine_info(n_threads):
         "torch": torch.__version__ if torch is not None else NOT_INSTALLED,
         "torch_threads": torch.get_num_threads() if torch is not None else None,
         "env": {k: os.environ[k] for k in BLAS_ENV if k in os.environ},
+        "load_average_at_start": _load_average(),
     }
     import fastbp
     if hasattr(fastbp, "info"):
@@ -382,7 +392,9 @@ def run_updates(nets, batches, tools, repeats, seconds, n_threads, progress=None
 def load_mnist_float32(data_dir=None):
     """MNIST training images scaled to [0, 1] as float32 (60000, 784) and int32 labels."""
     from .datasets import load_mnist
-    images, labels = load_mnist(data_dir, kind="train")
+    # A benchmark measures; it never downloads (where the loader can fetch files).
+    no_download = {"download": False} if _accepts(load_mnist, "download") else {}
+    images, labels = load_mnist(data_dir, kind="train", **no_download)
     return (images.astype(np.float32) / np.float32(255)), labels.astype(np.int32)
 
 
@@ -513,6 +525,11 @@ def describe_machine(info, sgemm, markdown=False):
         f"{bullet}numpy {info['numpy']}, BLAS {info['numpy_blas']}",
         f"{bullet}PyTorch {torch}",
     ]
+    load = info.get("load_average_at_start")
+    if load is not None:
+        busy = (" - busier than its CPUs: other processes compete, expect noise"
+                if load > (info["logical_cpus"] or 1) else "")
+        lines.append(f"{bullet}load average (1 min) at start: {load}{busy}")
     if info["env"]:
         lines.append(f"{bullet}environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
     if sgemm:
@@ -654,6 +671,8 @@ def main(argv=None):
                                      args.threads)
             say(format_table(*mnist_table(out["mnist"], torch_missing), args.markdown))
 
+    out["load_average_at_end"] = _load_average()
+    say(f"load average (1 min) at end: {out['load_average_at_end']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
