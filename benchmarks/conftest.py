@@ -9,7 +9,6 @@ fastbp via n_threads when its train_step takes it). The per-update setup is the 
 """
 import os
 
-import numpy as np
 import pytest
 
 from fastbp import bench
@@ -50,13 +49,14 @@ def mnist_train():
         pytest.skip(message)
 
 
-def add_update_info(benchmark, sizes, batch):
-    """Flops, samples/s and GFLOP/s of the median update, in the saved JSON."""
-    flops = bench.update_flops(sizes, batch)
-    median = benchmark.stats.stats.median
-    benchmark.extra_info.update(net=bench.net_name(sizes), batch=batch, flops=flops,
-                                samples_per_s=batch / median, gflops=flops / median / 1e9,
-                                flop_convention=bench.FLOP_CONVENTION)
-
-
-__all__ = ["add_update_info", "np"]
+@pytest.fixture
+def add_update_info():
+    """add_update_info(benchmark, sizes, batch): flops, samples/s and GFLOP/s of the
+    median update into the benchmark's extra_info (the saved JSON)."""
+    def add(benchmark, sizes, batch):
+        flops = bench.update_flops(sizes, batch)
+        median = benchmark.stats.stats.median
+        benchmark.extra_info.update(net=bench.net_name(sizes), batch=batch, flops=flops,
+                                    samples_per_s=batch / median, gflops=flops / median / 1e9,
+                                    flop_convention=bench.FLOP_CONVENTION)
+    return add

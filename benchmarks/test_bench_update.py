@@ -11,7 +11,6 @@ interleaved one-run comparison use `python benchmarks/compare.py` instead.
 """
 import pytest
 
-from conftest import add_update_info
 from fastbp import Network, bench
 
 CONFIGS = [(sizes, batch, tool) for sizes in bench.DEFAULT_NETS for batch in bench.DEFAULT_BATCHES
@@ -20,7 +19,7 @@ CONFIGS = [(sizes, batch, tool) for sizes in bench.DEFAULT_NETS for batch in ben
 
 @pytest.mark.parametrize("sizes, batch, tool", CONFIGS,
                          ids=[f"{bench.net_name(s)}-b{b}-{t}" for s, b, t in CONFIGS])
-def test_update(benchmark, sizes, batch, tool, n_threads):
+def test_update(benchmark, sizes, batch, tool, n_threads, add_update_info):
     if tool == "torch":
         pytest.importorskip("torch")
     update = bench.make_update(tool, Network(sizes, seed=0), bench.make_batches(sizes, batch),
