@@ -67,3 +67,48 @@ def test_gd_quadratic_script_runs(tmp_path):
     out = run_script("examples/gd_quadratic.py", "--quick")
     assert "γ = 1: x <- -1·x, oscillates" in out
     assert "-3, 3, -3, 3, -3, 3" in out
+
+
+def test_gd_quadratic_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "quadratic.png"
+    run_script("examples/gd_quadratic.py", "--quick", "--plot", str(target))
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plotting_without_matplotlib_says_what_to_install(tmp_path):
+    # sys.modules[name] = None makes `import name` raise ImportError
+    code = ("import sys, runpy; sys.modules['matplotlib'] = None; "
+            f"sys.argv = ['gd_quadratic.py', '--quick', '--plot', {str(tmp_path / 'x.png')!r}]; "
+            f"runpy.run_path({str(REPO_ROOT / 'examples' / 'gd_quadratic.py')!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=SCRIPT_TIMEOUT)
+    assert result.returncode != 0
+    assert "pip install matplotlib" in result.stderr
+    assert "oscillates" in result.stdout      # the trajectories were still printed
+
+
+def test_bp_vs_naive_benchmark_runs_and_the_two_gradients_agree():
+    out = run_script("benchmarks/bp_vs_naive.py", "--quick")
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert len(rows) == 6                  # 3 depths + 3 widths
+    for row in rows:
+        if "full" in row:
+            assert float(row[-1]) < 1e-6   # max |naive - backprop|, float64
+        assert float(row[-2]) > 1          # speed-up of backprop
+    assert "growth (log-log least-squares slopes)" in out
+
+
+def test_gd_vs_sgd_example_runs_on_mnist():
+    data = mnist_dir()          # fails under CI when the data is missing, skips elsewhere
+    out = run_script("examples/gd_vs_sgd.py", "--quick", env={"FASTBP_DATA": data})
+    table = [line for line in out.splitlines() if line.startswith("| ") and "method" not in line]
+    methods = [line.split("|")[1].strip() for line in table]
+    assert methods == ["gd", "sgd b=1", "sgd b=16", "sgd b=128"]
+    for line in table:
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        assert int(cells[2]) >= 1                        # updates made within the budget
+        assert 0.0 <= float(cells[6].split()[0]) <= 1.0  # test accuracy
+    # one sample per update makes many more updates than one pass of the data per update
+    updates = {m: int(line.split("|")[3]) for m, line in zip(methods, table)}
+    assert updates["sgd b=1"] > updates["gd"]
