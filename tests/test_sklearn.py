@@ -90,6 +90,23 @@ def test_training_matches_sklearn_step_for_step(kind, options):
     assert ours.out_activation_ == theirs.out_activation_
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("n_features", [256, 300, 784])
+def test_wide_inputs_match_sklearn(n_features, activation):
+    """MNIST-wide inputs: more input rows than one of the C kernels' panels (256)."""
+    X, y, _ = _problem(n=64, n_features=n_features, n_classes=10)
+    X = np.abs(X)      # non-negative like pixels, so relu units see large sums
+    params = dict(COMMON, hidden_layer_sizes=(16,), activation=activation, batch_size=32,
+                  max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = skl_nn.MLPClassifier(**params).fit(X, y)
+        ours = MLPClassifier(dtype="float64", **params).fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-9, atol=1e-12)
+
+
 def test_adaptive_learning_rate_falls_as_sklearn_does():
     X, y, _ = _problem()
     params = dict(COMMON, learning_rate="adaptive", tol=10.0, n_iter_no_change=1, max_iter=6)
