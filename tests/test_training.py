@@ -227,6 +227,43 @@ def test_same_seed_gives_identical_weights(dtype):
     assert not np.array_equal(a.weights[0], other.weights[0])
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_same_seed_and_threads_give_identical_weights(n_threads):
+    sizes = [40, 64, 10]
+    X, y = random_problem(sizes, "cross_entropy", 600, "float32", seed=16, zero_fraction=0.5)
+    runs = []
+    for _ in range(2):
+        net = fastbp.Network(sizes, activation="relu", seed=3, n_threads=n_threads)
+        net.fit(X, y, lr=0.05, batch_size=50, epochs=2, momentum=0.9)
+        runs.append(net)
+    for l in range(runs[0].n_layers):
+        np.testing.assert_array_equal(runs[0].weights[l], runs[1].weights[l])
+        np.testing.assert_array_equal(runs[0].biases[l], runs[1].biases[l])
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_threaded_steps_match_reference(n_threads):
+    # Threads split each layer's columns; the step is still the reference's, for
+    # small (fused update) and large batches and a wide input layer.
+    sizes = [300, 37, 20, 4]
+    for batch in (5, 300):
+        net = make_net(sizes, "tanh", "cross_entropy", "float64", seed=42)
+        ref = reference_of(net)
+        X, y = random_problem(sizes, "cross_entropy", batch, "float64", seed=43, zero_fraction=0.3)
+        net.fit(X, y, lr=0.1, batch_size=batch, epochs=2, momentum=0.9, nesterov=True,
+                weight_decay=1e-3, shuffle=False, n_threads=n_threads)
+        for _ in range(2):
+            ref.train_step(X, y, 0.1, momentum=0.9, weight_decay=1e-3, nesterov=True)
+        assert_close_to_reference(net, ref, **TOLERANCE["float64"])
+        got = net.gradients(X, y)
+        from fastbp import reference as numpy_reference
+        _, expected = numpy_reference.gradients(net.weights, net.biases, net.activations, X, y,
+                                                "cross_entropy")
+        for (dW, db), (eW, eb) in zip(got, expected):
+            np.testing.assert_allclose(dW, eW, rtol=1e-9, atol=1e-13)
+            np.testing.assert_allclose(db, eb, rtol=1e-9, atol=1e-13)
+
+
 def test_same_seed_gives_identical_initial_weights_and_shuffle_matters():
     sizes = [6, 8, 3]
     X, y = random_problem(sizes, "cross_entropy", 64, "float64", seed=17)
