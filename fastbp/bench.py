@@ -613,6 +613,12 @@ def _resolve(args, parser):
     return nets, batches, [t for t in TOOLS if t in tools], repeats, seconds, mnist_batches
 
 
+def _print_progress(row):
+    """One line per finished config on stderr, so a long run shows it is alive."""
+    times = ", ".join(f"{TOOL_LABELS[t]} {_fmt_us(r['us_per_update'])} µs" for t, r in row["tools"].items())
+    print(f"  {row['net']} batch {row['batch']}: {times}", file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     """Run the benchmark and print its tables; returns 0 (the exit status).
 
@@ -655,7 +661,8 @@ def main(argv=None):
             say(f"{heading}One update (forward + backward + SGD step), float32, dense random inputs, "
                 f"median of {repeats} interleaved rounds of ~{seconds:g} s per tool")
             say(f"flops: {FLOP_CONVENTION}")
-            out["updates"] = run_updates(nets, batches, tools, repeats, seconds, args.threads)
+            out["updates"] = run_updates(nets, batches, tools, repeats, seconds, args.threads,
+                                         progress=_print_progress)
             say("")
             say(format_table(*update_table(out["updates"], ceiling, torch_missing), args.markdown))
             say("(speed-up = other tool's time / fastbp's time; "
