@@ -328,7 +328,10 @@ def machine_info(n_threads):
     }
     import fastbp
     if hasattr(fastbp, "info"):
-        info["fastbp_info"] = fastbp.info()
+        try:
+            info["fastbp_info"] = fastbp.info()
+        except Exception as e:   # e.g. the extension is older than the Python side
+            info["fastbp_info"] = f"fastbp.info() failed: {type(e).__name__}: {e}"
     return info
 
 
@@ -682,7 +685,7 @@ def main(argv=None):
     say(f"load average (1 min) at end: {out['load_average_at_end']}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+            json.dump(out, f, indent=1, default=str)
         say(f"\nwrote {args.json}")
     return 0
 
