@@ -136,3 +136,36 @@ def test_pytorch_model_computes_fastbp_loss_and_update():
     for l, linear in enumerate(linears):
         np.testing.assert_allclose(linear.weight.detach().numpy().T, net.weights[l], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(linear.bias.detach().numpy(), net.biases[l], rtol=1e-5, atol=1e-6)
+
+
+def load_scaling_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "scaling.py"
+    spec = importlib.util.spec_from_file_location("fastbp_scaling_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_sweeps_widths_and_depths_and_fits_slopes(capsys, tmp_path):
+    scaling = load_scaling_script()
+    path = tmp_path / "scaling.json"
+    assert scaling.main(["--quick", "--widths", "4,8,16", "--depths", "1,2", "--depth-width", "6",
+                         "--batch", "3", "--repeats", "1", "--seconds", "0.002",
+                         "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert [(r["sweep"], r["net"]) for r in data["rows"]] == [
+        ("width", "784-4-10"), ("width", "784-8-10"), ("width", "784-16-10"),
+        ("depth", "784-6-10"), ("depth", "784-6-6-10")]
+    assert data["rows"][0]["params"] == 784 * 4 + 4 + 4 * 10 + 10
+    assert set(data["fits"]) == {"width/fastbp", "width/numpy", "depth/fastbp", "depth/numpy"}
+    assert all(np.isfinite(f["loglog_slope_vs_params"]) for f in data["fits"].values())
+    assert "log-log slope" in capsys.readouterr().out
+
+
+def test_loglog_slope_recovers_the_exponent():
+    scaling = load_scaling_script()
+    x = np.array([10.0, 100.0, 1000.0, 10000.0])
+    assert scaling.loglog_slope(x, 3 * x) == pytest.approx(1.0)
+    assert scaling.loglog_slope(x, 0.5 * x ** 2) == pytest.approx(2.0)
