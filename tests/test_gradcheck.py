@@ -229,3 +229,68 @@ def test_bad_data_is_rejected_before_any_parameter_moves():
     with pytest.raises(ValueError, match="eps"):
         fastbp.naive_gradients(net, np.ones((5, 3)), [0] * 5, eps=-1)
     assert_params_equal(net, before)
+
+
+def test_relu_float32_on_random_rows_passes_by_stepping_around_kinks():
+    # rows not chosen to avoid relu's kink: float32's step (1e-2) would cross many
+    net = make_net([20, 16, 10], "relu", "cross_entropy", "float32", seed=0)
+    X, y = random_problem(net.layer_sizes, net.loss, 200, "float32", seed=0)
+    report = fastbp.gradcheck(net, X, y)
+    assert report.passed, str(report)
+    assert report.n_skipped > 0 and "skipped:" in str(report)
+    strict = fastbp.gradcheck(make_net([20, 16, 10], "tanh", "cross_entropy", "float32", seed=0), X, y)
+    assert strict.n_skipped == 0       # smooth activations never skip
+
+
+def test_too_many_skipped_entries_fail_the_report():
+    from fastbp.gradcheck import GradcheckReport, ParameterCheck
+
+    def check(n_checked, n_skipped):
+        return ParameterCheck(layer=0, name="W", shape=(10, 10), n_checked=n_checked,
+                              n_skipped=n_skipped, max_abs_error=0.0, max_rel_error=0.0,
+                              worst_index=(0, 0), backprop_at_worst=0.0, fd_at_worst=0.0,
+                              passed=True)
+    assert GradcheckReport(checks=[check(75, 25)]).passed
+    assert not GradcheckReport(checks=[check(74, 26)]).passed
+    assert GradcheckReport(checks=[check(50, 50), check(100, 0)]).passed
+    # a step far too large for this relu network: most entries have a kink within it
+    net = make_net([20, 16, 10], "relu", "cross_entropy", "float32", seed=0)
+    X, y = random_problem(net.layer_sizes, net.loss, 200, "float32", seed=0)
+    report = fastbp.gradcheck(net, X, y, eps=0.5)
+    assert report.n_skipped > 0.25 * (report.n_skipped + sum(c.n_checked for c in report.checks))
+    assert not report.passed
+
+
+@pytest.mark.parametrize("sizes", [[5, 7, 6, 3], [3, 8, 2]])
+def test_kink_distance_is_a_true_bound(sizes):
+    """Moving a parameter by less than the reported distance never changes the sign
+    of any row's relu pre-activation (checked in float64 with the NumPy forward)."""
+    from fastbp.gradcheck import _KinkDistance
+    net = make_net(sizes, "relu", "mse", "float64", seed=7)
+    X, _ = random_problem(sizes, "mse", 50, "float64", seed=7)
+    kinks = _KinkDistance(net, X)
+
+    def relu_signs(weights, biases):
+        a, signs = X, []
+        for l in range(len(weights) - 1):
+            z = a @ weights[l] + biases[l]
+            signs.append(z > 0)
+            a = np.maximum(z, 0)
+        return signs
+
+    base = relu_signs(net.weights, net.biases)
+    finite = 0
+    for l in range(net.n_layers):
+        for name, shape in (("W", net.weights[l].shape), ("b", net.biases[l].shape)):
+            for index in np.ndindex(shape):
+                distance = kinks.max_step(l, name, index)
+                if not np.isfinite(distance):
+                    assert l == net.n_layers - 1    # only the output layer reaches no relu
+                    continue
+                finite += 1
+                for sign in (1, -1):
+                    weights, biases = params_copy(net)
+                    (weights[l] if name == "W" else biases[l])[index] += sign * 0.999 * distance
+                    for s0, s1 in zip(base, relu_signs(weights, biases)):
+                        np.testing.assert_array_equal(s0, s1)
+    assert finite > 0
