@@ -98,6 +98,26 @@ int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, lon
                 (param, grad, velocity, n, lr, momentum, weight_decay, nesterov));
 }
 
+const char *fbp_compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown";
+#endif
+}
+
+int fbp_openmp(void)
+{
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
+}
+
 /* splitmix64: small, fast, and the same sequence on every platform. */
 static uint64_t next_random(uint64_t *state)
 {

@@ -72,6 +72,7 @@ typedef struct {
     double momentum, weight_decay;
     int nesterov;
     long step;                /* updates done so far, over all epochs */
+    long max_steps;           /* stop once step reaches this (0: no limit) */
     long pos;                 /* next position in order within the epoch */
     double loss_sum;          /* sum of per-sample losses over the epoch so far */
     long n_seen;              /* samples seen in the epoch so far */
@@ -128,6 +129,10 @@ extern int fbp_test_fault_layer;
 int fbp_cpu_has_avx2(void);
 int fbp_get_isa(void);
 int fbp_set_isa(int isa);   /* returns the ISA in use after the call */
+
+/* How this library was built: the compiler and whether it has OpenMP threads. */
+const char *fbp_compiler(void);
+int fbp_openmp(void);       /* _OPENMP's date (e.g. 201511), 0 without OpenMP */
 
 #ifdef __cplusplus
 }

@@ -46,7 +46,7 @@ cdef extern from "fastbp.h" nogil:
         uint64_t rng
         double lr, decay, momentum, weight_decay
         int nesterov
-        long step, pos
+        long step, max_steps, pos
         double loss_sum
         long n_seen
         double last_lr
@@ -64,6 +64,8 @@ cdef extern from "fastbp.h" nogil:
     int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
                        double lr, double momentum, double weight_decay, int nesterov)
     int fbp_test_fault_layer
+    const char *fbp_compiler()
+    int fbp_openmp()
     int fbp_cpu_has_avx2()
     int fbp_get_isa()
     int fbp_set_isa(int isa)
@@ -284,6 +286,7 @@ cdef class Trainer:
         self.t.weight_decay = 0
         self.t.nesterov = 0
         self.t.step = 0
+        self.t.max_steps = 0
         self.t.pos = n
         self.t.loss_sum = 0
         self.t.n_seen = 0
@@ -295,6 +298,10 @@ cdef class Trainer:
         self.t.lr, self.t.decay = lr, decay
         self.t.momentum, self.t.weight_decay, self.t.nesterov = momentum, weight_decay, nesterov
         self.t.step = step
+
+    def set_max_steps(self, long max_steps):
+        """Stop after this many updates in total (0: no limit)."""
+        self.t.max_steps = max_steps
 
     def epoch_begin(self):
         fbp_epoch_begin(&self.t)
@@ -342,6 +349,10 @@ def sgd_update_raw(object param, object grad, velocity, double lr, double moment
     with nogil:
         bad = fbp_sgd_update(code, p, g, v, n, lr, momentum, weight_decay, nesterov)
     return bad
+
+
+def build_info():
+    return {"compiler": fbp_compiler().decode(), "openmp": fbp_openmp()}
 
 
 def cpu_has_avx2():

@@ -1,0 +1,63 @@
+"""Which compiled code path runs, with how many threads: `fastbp.info()` and the
+FASTBP_CPU switch."""
+import os
+import platform
+import warnings
+
+import numpy as np
+
+from . import _core
+from ._version import __version__
+
+
+def select_code_path():
+    """Honour $FASTBP_CPU at import: "generic" forces the portable kernels, "avx2"
+    asks for the AVX2+FMA ones (only where the CPU has them), unset or "auto" picks
+    the best this CPU supports."""
+    wanted = os.environ.get("FASTBP_CPU", "auto").strip().lower() or "auto"
+    if wanted == "auto":
+        _core.set_isa("avx2")
+    elif wanted in ("generic", "avx2"):
+        got = _core.set_isa(wanted)
+        if got != wanted:
+            warnings.warn(f"FASTBP_CPU={wanted} but this CPU lacks AVX2/FMA; using {got}",
+                          RuntimeWarning, stacklevel=2)
+    else:
+        warnings.warn(f"FASTBP_CPU={wanted!r} is not one of 'auto', 'generic', 'avx2'; using auto",
+                      RuntimeWarning, stacklevel=2)
+        _core.set_isa("avx2")
+
+
+def info():
+    """How fastbp runs here: version, code path, threads, build.
+
+    >>> import fastbp
+    >>> sorted(fastbp.info())[:3]
+    ['code_path', 'compiler', 'cpu']
+    """
+    from .network import default_threads
+    build = _core.build_info()
+    return {
+        "version": __version__,
+        "code_path": _core.get_isa(),
+        "cpu_has_avx2_fma": _core.cpu_has_avx2(),
+        "cpu": _cpu_name(),
+        "threads": default_threads(),
+        "openmp": bool(build["openmp"]),
+        "compiler": build["compiler"],
+        "compile_flags": "-O3 -std=gnu99 -fopenmp; AVX2+FMA kernels by target pragma, chosen at run time",
+        "blas": "none: fastbp's own kernels (NumPy's BLAS is used only by the NumPy reference)",
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
