@@ -198,15 +198,15 @@ def train_epoch(net, X, y, rng, settings, sched, updates_before, progress, epoch
     """
     n = len(X)
     lr = sched.epoch_lr(epoch - 1)
-    if settings["optimizer"] == "gd":
-        order, batch, slices = np.arange(n), n, [(0, n)]
+    if settings["optimizer"] == "gd":     # one full-batch step: nothing to shuffle or slice
+        Xs, ys, batch, slices = X, y, n, [(0, n)]
     else:
         order = rng.permutation(n)
+        Xs, ys = X[order], y[order]        # one gathered copy per epoch, so slices are views
         batch = min(settings["batch_size"], n)
         n_batches = -(-n // batch)
         per_slice = max(1, -(-n_batches // PROGRESS_SLICES)) if progress.enabled else n_batches
         slices = [(s * batch, min(n, (s + per_slice) * batch)) for s in range(0, n_batches, per_slice)]
-    Xs, ys = (X, y) if settings["optimizer"] == "gd" else (X[order], y[order])
     total_loss, updates, seconds = 0.0, 0, 0.0
     for lo, hi in slices:
         # invscaling: lr0 / (1 + d (N + k)) == lr_N / (1 + d_N k) with lr_N = lr0 / (1 + d N)
@@ -291,7 +291,11 @@ def cmd_train(args, out):
     progress = Progress(out, enabled=out.isatty())
     rows, updates, train_seconds = [], 0, 0.0
     for epoch in range(1, s["epochs"] + 1):
-        loss, n_up, seconds = train_epoch(net, X, y, rng, s, sched, updates, progress, epoch)
+        try:
+            loss, n_up, seconds = train_epoch(net, X, y, rng, s, sched, updates, progress, epoch)
+        except FloatingPointError as e:
+            # fit() counts epochs from its own start, and the CLI calls it once per epoch
+            raise FloatingPointError(f"in epoch {epoch} of this run (fit's own count: {e})") from None
         updates += n_up
         train_seconds += seconds
         train_acc = net.evaluate(X[:TRAIN_ACCURACY_ROWS], y[:TRAIN_ACCURACY_ROWS])["accuracy"]

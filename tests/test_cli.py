@@ -208,7 +208,7 @@ def test_save_into_missing_directory_is_refused_before_training(capsys, digits_d
 
 def test_divergence_exits_1_with_a_message(capsys, digits_dir):
     status, out, err = run(capsys, "train", "--data", digits_dir, "--no-download", "--layers", "784,8,10",
-                           "--lr", "1e6", "--momentum", "0.99", "--epochs", 3)
+                           "--activation", "identity", "--lr", "1e30", "--epochs", 3)
     assert status == 1
     assert "diverged" in err and "Traceback" not in err
 
