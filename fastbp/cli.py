@@ -445,8 +445,8 @@ def cmd_info(args, out):
     if hasattr(fastbp, "info"):
         details = dict(fastbp.info())
     details.setdefault("version", __version__)
-    details.setdefault("isa", _core.get_isa())
-    details["cpu_has_avx2_fma"] = bool(_core.cpu_has_avx2())
+    details.setdefault("code_path", _core.get_isa())
+    details.setdefault("cpu_has_avx2_fma", bool(_core.cpu_has_avx2()))
     if "threads" not in details:
         from . import network
         details["threads"] = network.default_threads() if hasattr(network, "default_threads") else 1

@@ -301,7 +301,7 @@ def test_info_reports_version_and_code_path(capsys):
     assert status == 0, err
     details = json.loads(out)
     assert details["version"] == fastbp.__version__
-    assert details["isa"] == fastbp._core.get_isa()
+    assert details["code_path"] == fastbp._core.get_isa()
     assert details["numpy"] == np.__version__
     assert isinstance(details["cpu_has_avx2_fma"], bool)
 
@@ -310,7 +310,7 @@ def test_python_dash_m_fastbp_info_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fastbp", "info"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert fastbp.__version__ in result.stdout and "isa" in result.stdout
+    assert fastbp.__version__ in result.stdout and "code_path" in result.stdout
 
 
 def test_bench_dispatches_to_fastbp_bench_main(capsys, monkeypatch):
