@@ -14,8 +14,9 @@ What is fair: every run gets the same compute (CPU time of this process, one thr
 was unlucky), starts from the same weights and sees the same pre-shuffled data.
 Measuring the loss is not charged to the budget: the clock stops while the
 training loss (on a fixed subset of training rows) is evaluated at checkpoints
-spaced logarithmically in time. A run stops before an update that would overrun
-its budget. Training goes through `Network.fit(..., epochs=1)` on consecutive
+spaced logarithmically in time. A run stops when its next update, at the cost
+measured for the previous ones, would not fit in the budget (so it may overrun by
+a few per cent). Training goes through `Network.fit(..., epochs=1)` on consecutive
 slices of the shuffled data, so each update is exactly fastbp's own.
 
     FASTBP_DATA=/work/shared/data/mnist python examples/gd_vs_sgd.py --plot docs/gd_vs_sgd.png
@@ -70,15 +71,15 @@ def train_for(budget, optimizer, batch_size, lr, train, track, n_checkpoints, se
     spent, updates, cursor, diverged = 0.0, 0, 0, False
     seconds_per_update = None
     while True:
-        remaining = budget - spent
-        if seconds_per_update is None:
+        if seconds_per_update is None:   # a first chunk to measure the cost of an update
             n_updates = 1 if optimizer == "gd" else MIN_CHUNK_UPDATES
-        else:   # as many updates as fit before the next checkpoint, and never past the budget
-            fits = math.floor(remaining / seconds_per_update)
+        else:   # up to the next checkpoint, and never past the budget
+            fits = math.floor((budget - spent) / seconds_per_update)
             if fits < 1:
                 break
-            to_checkpoint = max(1, math.floor((checkpoints[0] - spent) / seconds_per_update))
-            n_updates = 1 if optimizer == "gd" else min(fits, max(MIN_CHUNK_UPDATES, to_checkpoint))
+            target = checkpoints[0] if checkpoints else budget
+            n_updates = 1 if optimizer == "gd" else \
+                min(fits, max(MIN_CHUNK_UPDATES, round((target - spent) / seconds_per_update)))
         if optimizer == "sgd":   # one slice of whole batches, wrapping round the data
             n_updates = min(n_updates, len(X) // batch_size)
             if cursor + n_updates * batch_size > len(X):
@@ -101,14 +102,11 @@ def train_for(budget, optimizer, batch_size, lr, train, track, n_checkpoints, se
         seconds_per_update = elapsed / max(1, done)
         if diverged:
             break
-        while checkpoints and checkpoints[0] <= spent:
-            checkpoints.pop(0)
-        if not checkpoints or spent >= checkpoints[0] - seconds_per_update / 2 or \
-                spent + seconds_per_update > budget:
+        if checkpoints and spent >= 0.95 * checkpoints[0]:
             curve["updates"].append(updates)
             curve["seconds"].append(spent)
             curve["loss"].append(net.evaluate(*track)["loss"])
-            if checkpoints and checkpoints[0] <= spent + seconds_per_update / 2:
+            while checkpoints and checkpoints[0] <= 1.05 * spent:
                 checkpoints.pop(0)
     if curve["updates"][-1] != updates and not diverged:
         curve["updates"].append(updates)
