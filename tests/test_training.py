@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp import reference
 
 from conftest import (assert_close_to_reference, make_net, params_copy, random_problem,
                       reference_of)
@@ -256,9 +257,8 @@ def test_threaded_steps_match_reference(n_threads):
             ref.train_step(X, y, 0.1, momentum=0.9, weight_decay=1e-3, nesterov=True)
         assert_close_to_reference(net, ref, **TOLERANCE["float64"])
         got = net.gradients(X, y)
-        from fastbp import reference as numpy_reference
-        _, expected = numpy_reference.gradients(net.weights, net.biases, net.activations, X, y,
-                                                "cross_entropy")
+        _, expected = reference.gradients(net.weights, net.biases, net.activations, X, y,
+                                          "cross_entropy")
         for (dW, db), (eW, eb) in zip(got, expected):
             np.testing.assert_allclose(dW, eW, rtol=1e-9, atol=1e-13)
             np.testing.assert_allclose(db, eb, rtol=1e-9, atol=1e-13)
