@@ -65,6 +65,21 @@ def test_one_fit_step_matches_reference_on_mnist_shaped_input(kind, batch):
     assert_close_to_reference(net, ref, **TOLERANCE["float64"])
 
 
+@pytest.mark.parametrize("kind", list(OPTIMIZERS))
+def test_generic_code_path_steps_match_reference(generic_isa, kind):
+    momentum, nesterov = OPTIMIZERS[kind]
+    sizes = [300, 33, 10]
+    for dtype, batch in (("float64", 40), ("float32", 300)):
+        net = make_net(sizes, "relu", "cross_entropy", dtype, seed=44)
+        ref = reference_of(net)
+        X, y = random_problem(sizes, "cross_entropy", batch, dtype, seed=45, zero_fraction=0.6)
+        for _ in range(2):
+            net.fit(X, y, lr=0.05, batch_size=batch, epochs=1, momentum=momentum,
+                    nesterov=nesterov, weight_decay=1e-3, shuffle=False)
+            ref.train_step(X, y, 0.05, momentum=momentum, weight_decay=1e-3, nesterov=nesterov)
+        assert_close_to_reference(net, ref, **TOLERANCE[dtype])
+
+
 def test_weight_decay_leaves_biases_alone():
     # With weight decay 0.5, decaying the biases too would move them by a further
     # lr * 0.5 * b: the step must match the reference that decays weights only.
