@@ -162,6 +162,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.seconds <= 0:
         parser.error(f"--seconds must be positive, got {args.seconds}")
+    if args.checkpoints < 2:
+        parser.error(f"--checkpoints must be at least 2, got {args.checkpoints}")
     methods = QUICK_METHODS if args.quick else METHODS
     budget = 0.3 if args.quick else args.seconds
     n_checkpoints = 6 if args.quick else args.checkpoints

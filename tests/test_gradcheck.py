@@ -294,3 +294,14 @@ def test_kink_distance_is_a_true_bound(sizes):
                     for s0, s1 in zip(base, relu_signs(weights, biases)):
                         np.testing.assert_array_equal(s0, s1)
     assert finite > 0
+
+
+def test_naive_gradients_cost_two_forward_passes_per_parameter(monkeypatch):
+    net = make_net(SIZES, "tanh", "cross_entropy", "float64", seed=5)
+    X, y = problem_for(net, n=9)
+    forward = net._evaluate_checked
+    calls = []
+    monkeypatch.setattr(net, "_evaluate_checked", lambda *a: calls.append(1) or forward(*a))
+    fastbp.naive_gradients(net, X, y)
+    n_params = sum(w.size + b.size for w, b in zip(net.weights, net.biases))
+    assert len(calls) == 2 * n_params
