@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 import fastbp
-from fastbp.datasets import load_mnist
+from fastbp.datasets import DataNotFoundError, load_mnist
 
 SIZES = (784, 64, 10)
 # (label, optimizer, batch size, learning rates)
@@ -168,7 +168,10 @@ def main(argv=None):
     budget = 0.3 if args.quick else args.seconds
     n_checkpoints = 6 if args.quick else args.checkpoints
 
-    train, track, test = load_data(args.quick)
+    try:
+        train, track, test = load_data(args.quick)
+    except DataNotFoundError as e:
+        raise SystemExit(f"gd_vs_sgd.py needs MNIST (set FASTBP_DATA): {e}") from None
     print(f"{SIZES[0]}-{SIZES[1]}-{SIZES[2]} relu, float32, 1 thread, {len(train[0])} training rows, "
           f"{budget:g} CPU s per run; loss on {len(track[0])} fixed training rows")
     results = []
