@@ -130,10 +130,12 @@ def loglog_slope(x, t):
     return float(np.polyfit(np.log(x), np.log(t), 1)[0])
 
 
-def print_table(title, rows):
+def print_table(title, rows, textbook=False):
+    """One row per network; with textbook, the claimed speed-up exp(d)/d beside it."""
     print(f"\n{title}")
     head = (f"{'sizes':<24}{'params':>9}{'forward':>11}{'backprop':>11}{'naive':>12}"
-            f"{'':>9}{'naive/(2P·fwd)':>15}{'speed-up':>11}{'max|naive-bp|':>15}")
+            f"{'':>9}{'naive/(2P·fwd)':>15}{'speed-up':>11}{'max|naive-bp|':>15}"
+            f"{'exp(d)/d claim' if textbook else '':>16}")
     print(head)
     for r in rows:
         sizes = "-".join(map(str, r["sizes"])) if len(r["sizes"]) <= 4 else \
@@ -141,7 +143,8 @@ def print_table(title, rows):
         check = "" if r["check"] is None else f"{r['check']:.1e}"
         print(f"{sizes:<24}{r['params']:>9}{fmt_time(r['forward']):>11}{fmt_time(r['backprop']):>11}"
               f"{fmt_time(r['naive']):>12}{'sampled' if r['sampled'] else 'full':>9}"
-              f"{r['naive'] / (2 * r['params'] * r['forward']):>15.2f}{r['speedup']:>11.3g}{check:>15}")
+              f"{r['naive'] / (2 * r['params'] * r['forward']):>15.2f}{r['speedup']:>11.3g}{check:>15}"
+              f"{format(math.exp(r['depth']) / r['depth'], '.3g') if textbook else '':>16}")
 
 
 def fmt_time(seconds):
@@ -209,7 +212,8 @@ def main(argv=None):
           f"naive gradient = central differences, 2 forward passes per parameter")
     depth_rows = [measure([DEPTH_WIDTH] * depth + [N_CLASSES], args) for depth in depths]
     width_rows = [measure([width] * WIDTH_DEPTH + [N_CLASSES], args) for width in widths]
-    print_table(f"fixed width {DEPTH_WIDTH}, depth {', '.join(map(str, depths))}", depth_rows)
+    print_table(f"fixed width {DEPTH_WIDTH}, depth {', '.join(map(str, depths))}", depth_rows,
+                textbook=True)
     print_table(f"fixed depth {WIDTH_DEPTH}, width {', '.join(map(str, widths))}", width_rows)
 
     fits = {}
