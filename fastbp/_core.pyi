@@ -1,0 +1,132 @@
+"""Type stubs for fastbp._core, the compiled Cython bridge (fastbp/_core.pyx).
+
+Arrays are NumPy arrays of the network's dtype (float32 or float64), C-contiguous;
+labels are int32. The module checks dtype, shape and layout at run time and raises
+ValueError on a mismatch, so these stubs only say "an ndarray".
+"""
+from typing import Any, Final, Literal, Sequence, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import disjoint_base
+
+_Float = npt.NDArray[np.floating[Any]]
+_Labels = npt.NDArray[np.int32]
+_IsaName = Literal["generic", "avx2"]
+
+STATUS_OK: Final[int]
+STATUS_NONFINITE_LOSS: Final[int]
+STATUS_NONFINITE_WEIGHTS: Final[int]
+ISA_NAMES: Final[dict[int, _IsaName]]
+
+class _BuildInfo(TypedDict):
+    compiler: str
+    openmp: int
+
+class _PhaseTimes(TypedDict):
+    gather: float
+    forward: float
+    backward: float
+    update: float
+    steps: int
+
+@disjoint_base  # a Cython extension type: no class derives from it and another base
+class CoreNet:
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activations: Sequence[int],
+        loss: int,
+        weights: list[_Float],
+        biases: list[_Float],
+        max_batch: int,
+        n_threads: int = 1,
+    ) -> None: ...
+    @property
+    def weights(self) -> list[_Float]: ...
+    @property
+    def biases(self) -> list[_Float]: ...
+    @property
+    def dW(self) -> list[_Float]: ...
+    @property
+    def db(self) -> list[_Float]: ...
+    @property
+    def vW(self) -> list[_Float] | None: ...
+    @property
+    def vb(self) -> list[_Float] | None: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def n_threads(self) -> int: ...
+    @property
+    def sizes(self) -> tuple[int, ...]: ...
+    @property
+    def n_in(self) -> int: ...
+    @property
+    def n_out(self) -> int: ...
+    def set_velocity(self, vW: list[_Float] | None, vb: list[_Float] | None) -> None: ...
+    def profile_start(self) -> None: ...
+    def profile_stop(self) -> _PhaseTimes: ...
+    def gradients(self, X: _Float, labels: _Labels | None, targets: _Float | None) -> float: ...
+    def predict(self, X: _Float, out: _Float) -> None: ...
+    def evaluate(
+        self, X: _Float, labels: _Labels | None, targets: _Float | None
+    ) -> tuple[float, int]: ...
+    def train_batch(
+        self, trainer: Trainer, X: _Float, labels: _Labels | None, targets: _Float | None
+    ) -> float: ...
+    def run(self, trainer: Trainer, max_seconds: float) -> int: ...
+
+@disjoint_base
+class Trainer:
+    def __init__(
+        self,
+        X: _Float | None = None,
+        labels: _Labels | None = None,
+        targets: _Float | None = None,
+        batch_size: int = 1,
+        shuffle: bool = True,
+        rng: int = 0,
+    ) -> None: ...
+    def set_optimizer(
+        self,
+        lr: float,
+        decay: float,
+        momentum: float,
+        weight_decay: float,
+        nesterov: bool,
+        step: int,
+    ) -> None: ...
+    def set_max_steps(self, max_steps: int) -> None: ...
+    def epoch_begin(self) -> None: ...
+    @property
+    def epoch_done(self) -> bool: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def rng(self) -> int: ...
+    @property
+    def epoch_loss(self) -> float: ...
+    @property
+    def last_lr(self) -> float: ...
+    @property
+    def pos(self) -> int: ...
+
+def sgd_update_raw(
+    param: _Float,
+    grad: _Float,
+    velocity: _Float | None,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    nesterov: bool,
+) -> int: ...
+def build_info() -> _BuildInfo: ...
+def cpu_has_avx2() -> bool: ...
+def get_isa() -> _IsaName: ...
+def set_isa(name: str) -> _IsaName: ...
+def _set_test_fault(layer: int) -> None: ...
