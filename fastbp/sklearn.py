@@ -110,14 +110,12 @@ def _check_int(name, value, low):
     return int(value)
 
 
-def _check_real(name, value, low, high=None, low_open=False, high_open=True):
+def _check_real(name, value, low, high=None, low_open=False):
+    """value in [low, high) — or (low, high) with low_open; no upper bound without high."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
-    too_low = value <= low if low_open else value < low
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        interval = (("(" if low_open else "[") + f"{low}, " +
-                    (f"{high}" + (")" if high_open else "]") if high is not None else "inf)"))
+    if (value <= low if low_open else value < low) or (high is not None and value >= high):
+        interval = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
     return float(value)
 
@@ -232,9 +230,7 @@ class _BaseMLP(BaseEstimator):
         _check_real("power_t", self.power_t, 0.0)
         _check_int("max_iter", self.max_iter, 1)
         _check_real("tol", self.tol, 0.0)
-        _check_real("momentum", self.momentum, 0.0, 1.0, high_open=False)
-        if self.momentum >= 1.0:
-            raise ValueError(f"momentum must be < 1 for fastbp, got {self.momentum!r}")
+        _check_real("momentum", self.momentum, 0.0, 1.0)
         _check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, low_open=True)
         _check_int("n_iter_no_change", self.n_iter_no_change, 1)
         check_dtype(self.dtype)
@@ -573,7 +569,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _from_net_output(self, w, b):
         if w.shape[1] != 2 or len(self.classes_) != 2:
             return w, b
-        return (w[:, 1:] - w[:, :1]).astype(w.dtype), (b[1:] - b[:1]).astype(b.dtype)
+        return w[:, 1:] - w[:, :1], b[1:] - b[:1]
 
     def _validation_score(self, X_val, y_val):
         return float(np.mean(self._network.predict(X_val) == y_val))

@@ -1,6 +1,7 @@
 """fastbp.sklearn: scikit-learn's own estimator checks, the same SGD steps as
 scikit-learn's MLP, labels, partial_fit, warm_start, early stopping, pipelines,
 grid search with workers, pickling, and MNIST accuracy against scikit-learn."""
+import inspect
 import pickle
 import subprocess
 import sys
@@ -25,12 +26,14 @@ from fastbp.sklearn import MLPClassifier, MLPRegressor, expected_failed_checks  
 from conftest import mnist_dir  # noqa: E402
 
 # Small enough that the whole suite of checks runs in seconds, large enough that
-# the checks' "learns the toy problem" assertions hold.
+# the checks' "learns the toy problem" assertions hold. One thread: the checks' data
+# sets are tiny, and waking threads for each update would cost more than the update.
+_ONE_THREAD = {"n_threads": 1} if "n_threads" in inspect.signature(fastbp.Network.fit).parameters else {}
 CHECKED_ESTIMATORS = [
-    MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0),
-    MLPRegressor(max_iter=50, random_state=0),
-    MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0, dtype="float64"),
-    MLPRegressor(max_iter=50, random_state=0, dtype="float64"),
+    MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0, **_ONE_THREAD),
+    MLPRegressor(max_iter=50, random_state=0, **_ONE_THREAD),
+    MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0, dtype="float64", **_ONE_THREAD),
+    MLPRegressor(max_iter=50, random_state=0, dtype="float64", **_ONE_THREAD),
 ]
 
 
@@ -376,7 +379,6 @@ def test_verbose_prints_sklearns_lines(capsys):
 def test_n_threads_is_passed_through_or_refused():
     X, y, _ = _problem()
     clf = MLPClassifier((4,), max_iter=1, random_state=0, n_threads=1)
-    import inspect
     if "n_threads" in inspect.signature(fastbp.Network.fit).parameters:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
