@@ -427,13 +427,10 @@ def run_mnist(X, y, batches, repeats, torch_updates, n_threads, seed=0):
                 Xs, ys = torch.from_numpy(X[order]), torch.from_numpy(y[order].astype(np.int64))
                 torch_batches = [(Xs[i:i + batch], ys[i:i + batch])
                                  for i in range(0, measured * batch, batch)]
-                gc.disable()
-                start = time.perf_counter()
-                for Xb, yb in torch_batches:
-                    torch_step(Xb, yb)
-                elapsed = time.perf_counter() - start
-                gc.enable()
-                torch_s.append(elapsed * n_updates / measured)
+                def loop():
+                    for Xb, yb in torch_batches:
+                        torch_step(Xb, yb)
+                torch_s.append(time_per_call(loop, 1) * n_updates / measured)
                 del torch_batches, Xs, ys
         fastbp_epoch = statistics.median(fastbp_s)
         row = {"net": net_name(MNIST_NET), "batch": batch, "samples": len(X), "updates": n_updates,

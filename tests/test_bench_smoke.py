@@ -169,3 +169,18 @@ def test_loglog_slope_recovers_the_exponent():
     x = np.array([10.0, 100.0, 1000.0, 10000.0])
     assert scaling.loglog_slope(x, 3 * x) == pytest.approx(1.0)
     assert scaling.loglog_slope(x, 0.5 * x ** 2) == pytest.approx(2.0)
+
+
+def test_epoch_comparison_says_when_pytorch_is_extrapolated():
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    X = rng.random((96, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 96).astype(np.int32)
+    rows = bench.run_mnist(X, y, batches=[32, 8], repeats=1, torch_updates=5, n_threads=1)
+    assert [(r["batch"], r["updates"], r["torch_updates_measured"]) for r in rows] == [(32, 3, 3), (8, 12, 5)]
+    _, table = bench.mnist_table(rows, torch_missing=False)
+    assert table[0][5] == "all 3 updates"
+    assert table[1][5] == "5 of 12 updates, extrapolated"
+    for row in rows:
+        assert row["speedup_vs_torch"] == pytest.approx(row["torch_epoch_s"] / row["fastbp_epoch_s"])
+
