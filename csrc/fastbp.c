@@ -118,6 +118,49 @@ int fbp_openmp(void)
 #endif
 }
 
+/* NaN and inf are the values whose exponent bits are all ones; testing the bits with
+ * integer operations lets the compiler vectorize the scan (a float comparison
+ * reduction it may not reorder). Blocks keep the early exit cheap. */
+#define FIRST_NONFINITE(UINT, MASK)                                          \
+    do {                                                                     \
+        const UINT *bits = (const UINT *)x;                                  \
+        for (long start = 0; start < n; start += 4096) {                     \
+            long end = n - start < 4096 ? n : start + 4096;                  \
+            UINT any = 0;                                                    \
+            for (long i = start; i < end; i++) any |= (UINT)((bits[i] & MASK) == MASK); \
+            if (any)                                                         \
+                for (long i = start; i < end; i++)                           \
+                    if ((bits[i] & MASK) == MASK) return i;                  \
+        }                                                                    \
+        return -1;                                                           \
+    } while (0)
+
+long fbp_first_nonfinite(int dtype, const void *x, long n)
+{
+    if (dtype == FBP_FLOAT32) FIRST_NONFINITE(uint32_t, 0x7f800000u);
+    FIRST_NONFINITE(uint64_t, 0x7ff0000000000000ull);
+}
+
+#define FIRST_BAD_LABEL(UINT)                                                \
+    do {                                                                     \
+        const UINT *u = (const UINT *)labels; /* negative labels wrap to huge */ \
+        for (long start = 0; start < n; start += 4096) {                     \
+            long end = n - start < 4096 ? n : start + 4096;                  \
+            int any = 0;                                                     \
+            for (long i = start; i < end; i++) any |= u[i] >= (UINT)n_classes; \
+            if (any)                                                         \
+                for (long i = start; i < end; i++)                           \
+                    if (u[i] >= (UINT)n_classes) return i;                   \
+        }                                                                    \
+        return -1;                                                           \
+    } while (0)
+
+long fbp_first_bad_label(const void *labels, int is_int64, long n, int n_classes)
+{
+    if (is_int64) FIRST_BAD_LABEL(uint64_t);
+    FIRST_BAD_LABEL(uint32_t);
+}
+
 /* splitmix64: small, fast, and the same sequence on every platform. */
 static uint64_t next_random(uint64_t *state)
 {

@@ -121,6 +121,12 @@ double fbp_evaluate(const fbp_net *net, const void *X, long n,
 int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
                    double lr, double momentum, double weight_decay, int nesterov);
 
+/* Checks of the data, for the Python side: the index of the first NaN/inf among the
+ * n values, or of the first label (int32, or int64 when is_int64) outside
+ * [0, n_classes); -1 when there is none. */
+long fbp_first_nonfinite(int dtype, const void *x, long n);
+long fbp_first_bad_label(const void *labels, int is_int64, long n, int n_classes);
+
 /* Testing only: when >= 0, backpropagation adds 1e-3 to dW[0] of that layer, a
  * planted bug that fastbp.gradcheck must catch. Not part of the Python API. */
 extern int fbp_test_fault_layer;

@@ -63,6 +63,8 @@ cdef extern from "fastbp.h" nogil:
                         const void *targets, long *n_correct)
     int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
                        double lr, double momentum, double weight_decay, int nesterov)
+    long fbp_first_nonfinite(int dtype, const void *x, long n)
+    long fbp_first_bad_label(const void *labels, int is_int64, long n, int n_classes)
     int fbp_test_fault_layer
     const char *fbp_compiler()
     int fbp_openmp()
@@ -349,6 +351,27 @@ def sgd_update_raw(object param, object grad, velocity, double lr, double moment
     with nogil:
         bad = fbp_sgd_update(code, p, g, v, n, lr, momentum, weight_decay, nesterov)
     return bad
+
+
+def first_nonfinite(a):
+    """Flat index of the first NaN/inf in a C-contiguous float32/float64 array, or -1."""
+    cdef int code = dtype_code(a.dtype)
+    cdef const void *x = rdata_of(a, a.dtype, a.shape, "array")
+    cdef long n = a.size, i
+    with nogil:
+        i = fbp_first_nonfinite(code, x, n)
+    return i
+
+
+def first_bad_label(labels, int n_classes):
+    """Index of the first label outside [0, n_classes) in a C-contiguous 1-D int32 or
+    int64 array, or -1."""
+    cdef long n = labels.shape[0], i
+    cdef int is64 = labels.dtype == np.int64
+    cdef const void *lab = rdata_of(labels, np.int64 if is64 else np.int32, (n,), "labels")
+    with nogil:
+        i = fbp_first_bad_label(lab, is64, n, n_classes)
+    return i
 
 
 def build_info():

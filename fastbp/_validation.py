@@ -4,7 +4,7 @@ import numbers
 
 import numpy as np
 
-_FINITE_CHUNK_ROWS = 8192  # rows checked at once, so the check never copies all of X
+from . import _core
 
 
 def check_dtype(dtype):
@@ -42,20 +42,22 @@ def check_nonnegative(name, value, upper=None):
 
 
 def _check_finite(name, a):
-    """Raise if a (2-D) holds NaN or inf, a block of rows at a time."""
-    for start in range(0, a.shape[0], _FINITE_CHUNK_ROWS):
-        block = a[start:start + _FINITE_CHUNK_ROWS]
-        if not np.isfinite(block).all():
-            bad = np.argwhere(~np.isfinite(block))[0]
-            where = (start + bad[0],) + tuple(bad[1:])
-            raise ValueError(f"{name} contains NaN or inf (first at index {where})")
+    """Raise if a (C-contiguous float32/float64) holds NaN or inf; scanned in C, no copy."""
+    i = _core.first_nonfinite(a)
+    if i >= 0:
+        where = tuple(int(k) for k in np.unravel_index(i, a.shape))
+        raise ValueError(f"{name} contains NaN or inf (first at index {where})")
 
 
 def check_X(X, n_features, dtype, name="X"):
     """X as a C-contiguous (n, n_features) array of dtype: returned as it is when it
     already is one (no copy), otherwise converted once."""
-    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-        X = np.asarray(X)
+    if not (type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous):
+        if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+            X = np.asarray(X)
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or \
+                np.issubdtype(X.dtype, np.complexfloating):
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.shape[0] == 0:
@@ -63,11 +65,8 @@ def check_X(X, n_features, dtype, name="X"):
     if X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features per sample but the network's input "
                          f"layer has {n_features}")
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or np.issubdtype(X.dtype, np.complexfloating):
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
     X = np.ascontiguousarray(X, dtype=dtype)
-    if np.issubdtype(X.dtype, np.floating):
-        _check_finite(name, X)
+    _check_finite(name, X)
     return X
 
 
@@ -86,12 +85,13 @@ def check_labels(y, n_samples, n_classes, name="y"):
             raise ValueError(f"{name} must hold integer class labels, got {name}[{i}] = {y[i]}")
     elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
         raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    if len(y):
-        lo, hi = y.min(), y.max()
-        if lo < 0 or hi >= n_classes:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{name} has label {bad}, outside [0, {n_classes}) for a network "
-                             f"with {n_classes} outputs")
+    # the range check runs in C on int32/int64 as given (before a cast could wrap values)
+    checked = y if y.dtype in (np.int32, np.int64) and y.flags.c_contiguous else \
+        np.ascontiguousarray(y, dtype=np.int64)
+    i = _core.first_bad_label(checked, n_classes)
+    if i >= 0:
+        raise ValueError(f"{name} has label {y[i]}, outside [0, {n_classes}) for a network "
+                         f"with {n_classes} outputs")
     return np.ascontiguousarray(y, dtype=np.int32)
 
 
