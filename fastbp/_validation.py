@@ -24,6 +24,9 @@ def check_choice(name, value, choices):
 
 
 def check_positive(name, value, integer=False):
+    if type(value) is int or (type(value) is float and not integer):  # the common case, fast
+        if value > 0 and value != float("inf"):
+            return value
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TypeError(f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}")
@@ -33,6 +36,8 @@ def check_positive(name, value, integer=False):
 
 
 def check_nonnegative(name, value, upper=None):
+    if type(value) in (int, float) and 0 <= value < (upper if upper is not None else float("inf")):
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (upper is not None and value >= upper):
@@ -77,7 +82,9 @@ def check_labels(y, n_samples, n_classes, name="y"):
         raise ValueError(f"{name} must be 1-D class labels, got shape {y.shape}")
     if len(y) != n_samples:
         raise ValueError(f"len({name}) = {len(y)} but X has {n_samples} samples")
-    if np.issubdtype(y.dtype, np.floating):
+    if y.dtype.kind in "iu":
+        pass
+    elif np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or inf")
         if not (y == np.round(y)).all():
