@@ -96,9 +96,10 @@ def main(argv=None):
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "FASTBP_NUM_THREADS", "FASTBP_CPU")
            if k in os.environ}
     threads = args.fastbp_threads or info.get("threads", "default")
-    print(f"fastbp {fastbp.__version__} {info.get('isa', '')} threads={threads}, {env or ''} "
-          f"scikit-learn {sklearn.__version__}, numpy {np.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"fastbp {fastbp.__version__} ({info.get('code_path', '?')} kernels, threads={threads}"
+          f"{', ' + str(env) if env else ''}), scikit-learn {sklearn.__version__}, "
+          f"numpy {np.__version__}, {info.get('cpu') or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     header = ("estimator", "fit seconds", "test accuracy")
     if args.markdown:
         print(f"| {' | '.join(header)} |\n|---|---:|---:|")
