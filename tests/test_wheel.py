@@ -189,12 +189,19 @@ def instruction_counts_by_source(so_path):
         elf = ELFFile(f)
         assert elf.has_dwarf_info(), f"{so_path} has no DWARF: cannot map code to sources"
         dwarf = elf.get_dwarf_info()
-        names = {cu.cu_offset: cu.get_top_DIE().attributes["DW_AT_name"].value.decode()
-                 for cu in dwarf.iter_CUs()}
-        for entry in dwarf.get_aranges().entries:
-            if entry.length:
-                spans.append((entry.begin_addr, entry.begin_addr + entry.length,
-                              Path(names[entry.info_offset]).name))
+        # Each compilation unit's line table covers exactly the code compiled from it
+        # (.debug_aranges would too, but clang does not write it).
+        for cu in dwarf.iter_CUs():
+            source = Path(cu.get_top_DIE().attributes["DW_AT_name"].value.decode()).name
+            begin = None
+            for entry in dwarf.line_program_for_CU(cu).get_entries():
+                if entry.state is None:
+                    continue
+                if begin is None:
+                    begin = entry.state.address
+                if entry.state.end_sequence:
+                    spans.append((begin, entry.state.address, source))
+                    begin = None
     spans.sort()
     starts = [s[0] for s in spans]
     disassembly = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(so_path)],
