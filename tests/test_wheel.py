@@ -22,11 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fastbp
 from conftest import REPO_ROOT
 
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
-# Run in a child process: FASTBP_CPU is read once, at import.
+# Run in a child process: FASTBP_CPU is read once, at import. 1100 rows are more
+# than one C chunk (512), and two threads split every layer: a build whose threads
+# do not all run (no OpenMP) or whose chunks do not add up shows here.
 GRADIENTS_CHILD = r"""
 import json, sys
 import numpy as np
@@ -34,22 +37,34 @@ import fastbp
 
 rng = np.random.default_rng(7)
 out = {"info": fastbp.info()}
-for name, sizes, activation, loss, dtype in [
-        ("relu_ce_f32", [40, 24, 5], "relu", "cross_entropy", "float32"),
-        ("tanh_mse_f64", [33, 17, 9, 2], "tanh", "mse", "float64")]:
-    X = rng.standard_normal((64, sizes[0])).astype(dtype)
-    y = (rng.integers(0, sizes[-1], size=64) if loss == "cross_entropy"
-         else rng.standard_normal((64, sizes[-1])).astype(dtype))
-    net = fastbp.Network(sizes, activation=activation, loss=loss, dtype=dtype, seed=3)
-    out[name] = [[dW.tolist(), db.tolist()] for dW, db in net.gradients(X, y)]
+for name, sizes, activation, loss, dtype in CASES:
+    X = rng.standard_normal((1100, sizes[0])).astype(dtype)
+    y = (rng.integers(0, sizes[-1], size=len(X)) if loss == "cross_entropy"
+         else rng.standard_normal((len(X), sizes[-1])).astype(dtype))
+    net = fastbp.Network(sizes, activation=activation, loss=loss, dtype=dtype, seed=3,
+                         n_threads=2)
+    out[name] = {"X": X.tolist(), "y": y.tolist(),
+                 "weights": [w.tolist() for w in net.weights],
+                 "biases": [b.tolist() for b in net.biases],
+                 "activations": list(net.activations),
+                 "gradients": [[dW.tolist(), db.tolist()] for dW, db in net.gradients(X, y)]}
 json.dump(out, sys.stdout)
 """
+CASES = [("relu_ce_f32", [40, 24, 5], "relu", "cross_entropy", "float32"),
+         ("tanh_mse_f64", [33, 17, 9, 2], "tanh", "mse", "float64")]
+GRADIENTS_CHILD = GRADIENTS_CHILD.replace("CASES", repr(CASES))
+# rtol, and atol as a fraction of the largest |entry|, against float64 NumPy
+TOLERANCE = {"float32": (1e-3, 1e-5), "float64": (1e-9, 1e-12)}
 
 
 def run_child(code, cpu, cwd, python=sys.executable, timeout=300):
-    """Runs code in a new interpreter with FASTBP_CPU=cpu (None: unset); its stdout."""
+    """Runs code in a new interpreter with FASTBP_CPU=cpu (None: unset); its stdout.
+    This interpreter's child imports the fastbp these tests import."""
     env = dict(os.environ)
     env.pop("FASTBP_CPU", None)
+    if python == sys.executable:
+        here = str(Path(fastbp.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
     if cpu is not None:
         env["FASTBP_CPU"] = cpu
     result = subprocess.run([str(python), "-c", code], cwd=cwd, env=env, capture_output=True,
@@ -79,12 +94,39 @@ def test_default_code_path_is_avx2_exactly_when_the_cpu_has_it(gradients_by_cpu_
 def test_generic_and_default_code_paths_give_the_same_gradients(gradients_by_cpu_setting,
                                                                 case, rtol, atol):
     # FMA contracts a*b+c with one rounding, so the paths may differ in the last bits.
-    default = gradients_by_cpu_setting[None][case]
-    generic = gradients_by_cpu_setting["generic"][case]
+    default = gradients_by_cpu_setting[None][case]["gradients"]
+    generic = gradients_by_cpu_setting["generic"][case]["gradients"]
     assert len(default) == len(generic)
     for layer, ((dW, db), (dW_g, db_g)) in enumerate(zip(default, generic)):
         np.testing.assert_allclose(dW, dW_g, rtol=rtol, atol=atol, err_msg=f"dW[{layer}]")
         np.testing.assert_allclose(db, db_g, rtol=rtol, atol=atol, err_msg=f"db[{layer}]")
+
+
+@pytest.mark.parametrize("cpu", [None, "generic"])
+@pytest.mark.parametrize("case, dtype", [(c[0], c[4]) for c in CASES])
+def test_two_thread_gradients_over_several_chunks_match_the_reference(
+        gradients_by_cpu_setting, cpu, case, dtype):
+    from fastbp import reference
+
+    run = gradients_by_cpu_setting[cpu][case]
+    loss = next(c[3] for c in CASES if c[0] == case)
+    as64 = [np.array(a, dtype=np.float64) for a in run["weights"] + run["biases"]]
+    n_layers = len(run["weights"])
+    y = np.array(run["y"]) if loss == "cross_entropy" else np.array(run["y"], dtype=np.float64)
+    _, expected = reference.gradients(as64[:n_layers], as64[n_layers:], run["activations"],
+                                      np.array(run["X"], dtype=np.float64), y, loss)
+    rtol, atol = TOLERANCE[dtype]
+    built = f"openmp={gradients_by_cpu_setting[cpu]['info']['openmp']}"
+    for layer, ((dW, db), (eW, eb)) in enumerate(zip(run["gradients"], expected)):
+        np.testing.assert_allclose(dW, eW, rtol=rtol, atol=atol * np.abs(eW).max(),
+                                   err_msg=f"dW[{layer}] ({built})")
+        np.testing.assert_allclose(db, eb, rtol=rtol, atol=atol * np.abs(eb).max(),
+                                   err_msg=f"db[{layer}] ({built})")
+
+
+def test_info_names_openmp_flag_only_when_built_with_openmp(gradients_by_cpu_setting):
+    info = gradients_by_cpu_setting[None]["info"]
+    assert ("-fopenmp" in info["compile_flags"]) == bool(info["openmp"]), info
 
 
 # ---------------------------------------------------------------- built-wheel tests
