@@ -417,6 +417,12 @@ class Network:
             scores["accuracy"] = correct / len(X)
         return scores
 
+    def __getstate__(self):
+        # the C view is rebuilt on first use; it holds pointers, not data
+        state = self.__dict__.copy()
+        state["_core"] = None
+        return state
+
     def save(self, path):
         """Write the network to ``path`` (see `fastbp.load`)."""
         from .io import save_network
