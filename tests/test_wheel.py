@@ -2,7 +2,7 @@
 a wheel built from this tree installs into a fresh venv, runs outside the source tree,
 keeps AVX2/FMA instructions inside the dispatched kernels and repairs to a manylinux tag.
 
-The wheel tests build the extension (about a minute) and install NumPy into a new
+The wheel tests build the extension (a few minutes in all) and install NumPy into a new
 venv, so they run only with FASTBP_TEST_WHEEL=1:
 
     FASTBP_TEST_WHEEL=1 python -m pytest tests/test_wheel.py -q
@@ -133,7 +133,7 @@ def test_info_names_openmp_flag_only_when_built_with_openmp(gradients_by_cpu_set
 
 wheel_test = pytest.mark.skipif(
     os.environ.get("FASTBP_TEST_WHEEL") != "1",
-    reason="builds a wheel and a venv (about a minute, needs the package index); "
+    reason="builds a wheel and a venv (a few minutes, needs the package index); "
            "set FASTBP_TEST_WHEEL=1 to run")
 
 # Build outputs and caches that must not leak from the working tree into the build.
