@@ -81,8 +81,10 @@ def test_plotting_without_matplotlib_says_what_to_install(tmp_path):
     code = ("import sys, runpy; sys.modules['matplotlib'] = None; "
             f"sys.argv = ['gd_quadratic.py', '--quick', '--plot', {str(tmp_path / 'x.png')!r}]; "
             f"runpy.run_path({str(REPO_ROOT / 'examples' / 'gd_quadratic.py')!r}, run_name='__main__')")
+    # cwd outside the source tree: `python -c` puts the cwd on sys.path, and the
+    # source tree's fastbp has no compiled core in a clean clone
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=SCRIPT_TIMEOUT)
+                            timeout=SCRIPT_TIMEOUT, cwd=tmp_path)
     assert result.returncode != 0
     assert "pip install matplotlib" in result.stderr
     assert "oscillates" in result.stdout      # the trajectories were still printed
