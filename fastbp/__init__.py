@@ -11,12 +11,12 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 from ._version import __version__
 from ._platform import info, select_code_path
-from .network import History, Network
+from .network import FitProgress, History, Network
 from .io import load
 from .optim import sgd_update
 from .gradcheck import gradcheck, naive_gradients
 
 select_code_path()  # FASTBP_CPU
 
-__all__ = ["Network", "History", "sgd_update", "load", "gradcheck", "naive_gradients", "info",
+__all__ = ["Network", "History", "FitProgress", "sgd_update", "load", "gradcheck", "naive_gradients", "info",
            "__version__"]

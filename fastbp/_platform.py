@@ -45,7 +45,8 @@ def info():
         "threads": default_threads(),
         "openmp": bool(build["openmp"]),
         "compiler": build["compiler"],
-        "compile_flags": "-O3 -std=gnu99 -fopenmp; AVX2+FMA kernels by target pragma, chosen at run time",
+        "compile_flags": "-O3 -std=gnu99" + (" -fopenmp" if build["openmp"] else "")
+                         + "; AVX2+FMA kernels by target pragma, chosen at run time",
         "blas": "none: fastbp's own kernels (NumPy's BLAS is used only by the NumPy reference)",
         "numpy": np.__version__,
         "python": platform.python_version(),

@@ -1,8 +1,10 @@
 """Argument checks shared by the public API: each error names the argument, what
 was expected and what was given."""
 import numbers
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 
@@ -54,7 +56,7 @@ def _check_finite(name, a):
         raise ValueError(f"{name} contains NaN or inf (first at index {where})")
 
 
-def check_X(X, n_features, dtype, name="X"):
+def check_X(X: Any, n_features: int, dtype: Any, name: str = "X") -> npt.NDArray[Any]:
     """X as a C-contiguous (n, n_features) array of dtype: returned as it is when it
     already is one (no copy), otherwise converted once."""
     if not (type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous):
@@ -75,7 +77,7 @@ def check_X(X, n_features, dtype, name="X"):
     return X
 
 
-def check_labels(y, n_samples, n_classes, name="y"):
+def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> npt.NDArray[np.int32]:
     """Class labels as int32 in [0, n_classes)."""
     y = np.asarray(y)
     if y.ndim != 1:
@@ -102,7 +104,7 @@ def check_labels(y, n_samples, n_classes, name="y"):
     return np.ascontiguousarray(y, dtype=np.int32)
 
 
-def check_targets(y, n_samples, n_outputs, dtype, name="y"):
+def check_targets(y: Any, n_samples: int, n_outputs: int, dtype: Any, name: str = "y") -> npt.NDArray[Any]:
     """Regression targets as a C-contiguous (n, n_outputs) array of dtype."""
     y = np.asarray(y)
     if y.ndim == 1 and n_outputs == 1:

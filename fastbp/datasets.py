@@ -17,6 +17,8 @@ and, if the files are in none of them and ``download`` is true, fetches the four
 files from the mirrors in ``MIRRORS``, checks each one's MD5 and SHA-256 against
 ``CHECKSUMS`` and moves it atomically into the cache. See docs/data.md.
 """
+from __future__ import annotations
+
 import gzip
 import hashlib
 import http.client
@@ -28,7 +30,10 @@ import urllib.error
 import urllib.request
 import zlib
 
+from typing import Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 from ._version import __version__
 
@@ -401,8 +406,9 @@ def _read_pair(images_path, labels_path):
     return images, labels
 
 
-def load_mnist(path=None, kind="train", download=True, *, mirrors=None,
-               timeout=DOWNLOAD_TIMEOUT):
+def load_mnist(path: str | os.PathLike[str] | None = None, kind: str = "train",
+               download: bool = True, *, mirrors: Sequence[str] | None = None,
+               timeout: float = DOWNLOAD_TIMEOUT) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """MNIST as (images uint8 (n, 784), labels uint8 (n,)).
 
     ``path`` is a directory holding the IDX files; without it (or if the files are not

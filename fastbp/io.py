@@ -14,6 +14,8 @@ against the bytes actually present before it allocates anything, so a truncated
 file or a lying header is refused with a ValueError instead of an exhausted memory.
 Momentum velocities are not saved: a loaded network starts a fresh optimizer.
 """
+from __future__ import annotations
+
 import json
 import os
 import tempfile
@@ -21,7 +23,12 @@ import zipfile
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from .network import Network
 
 FORMAT_NAME = "fastbp.Network"
 FORMAT_VERSION = 1
@@ -143,7 +150,7 @@ def _check_metadata(path, meta):
         raise _bad(path, f"dtype must be 'float32' or 'float64', got {meta.get('dtype')!r}")
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> Network:
     """Read a network written by `Network.save` and return a new `fastbp.Network`.
 
     Raises FileNotFoundError if there is no file, and ValueError, saying what is

@@ -4,11 +4,15 @@ Python checks arguments and owns every array (weights, gradients, velocities,
 work buffers); `_core` hands pointers to C, which runs whole epochs with the
 GIL released and allocates nothing.
 """
+from __future__ import annotations
+
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._validation import (check_choice, check_dtype, check_labels, check_nonnegative,
@@ -49,21 +53,35 @@ def check_threads(n_threads):
 @dataclass
 class History:
     """What `Network.fit` returns: one entry per epoch."""
-    loss: list = field(default_factory=list)            # mean training loss over the epoch
-    val_loss: list = field(default_factory=list)        # when validation_data was given
-    val_accuracy: list = field(default_factory=list)    # cross-entropy only
-    epoch_seconds: list = field(default_factory=list)
-    lr: list = field(default_factory=list)              # learning rate in force at each epoch's end
+    loss: list[float] = field(default_factory=list)            # mean training loss over the epoch
+    val_loss: list[float] = field(default_factory=list)        # when validation_data was given
+    val_accuracy: list[float] = field(default_factory=list)    # cross-entropy only
+    epoch_seconds: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)              # learning rate in force at each epoch's end
     n_updates: int = 0                                  # parameter updates in this fit
     stopped_early: bool = False
 
     @property
-    def epochs(self):
+    def epochs(self) -> int:
         return len(self.loss)
 
     @property
-    def final_lr(self):
+    def final_lr(self) -> float | None:
         return self.lr[-1] if self.lr else None
+
+
+@dataclass
+class FitProgress:
+    """What `Network.fit` tells its ``callback``: during an epoch about every 50 ms,
+    and once at its end (``end_of_epoch``, after the History entry is added)."""
+    epoch: int              # 1-based
+    epochs: int
+    samples: int            # samples of this epoch done so far
+    n_samples: int
+    loss: float             # mean training loss over those samples
+    seconds: float          # time in this epoch so far
+    end_of_epoch: bool
+    history: "History"
 
 
 class Network:
@@ -96,8 +114,9 @@ class Network:
     [0, 1, 1, 0]
     """
 
-    def __init__(self, layer_sizes, activation="relu", loss="cross_entropy", dtype="float32", seed=None,
-                 n_threads=None):
+    def __init__(self, layer_sizes: Sequence[int], activation: str | Sequence[str] = "relu",
+                 loss: str = "cross_entropy", dtype: npt.DTypeLike = "float32",
+                 seed: int | None = None, n_threads: int | None = None) -> None:
         sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
         if not sizes or len(sizes) < 2:
             raise ValueError(f"layer_sizes needs at least an input and an output size, got {layer_sizes!r}")
@@ -148,13 +167,13 @@ class Network:
         return len(self._weights)
 
     @property
-    def weights(self):
+    def weights(self) -> list[npt.NDArray[np.floating[Any]]]:
         """The weight matrices, weights[i].shape == (n_in, n_out). The arrays are the
         network's own (edit in place, or use set_weights); the list is a copy."""
         return list(self._weights)
 
     @property
-    def biases(self):
+    def biases(self) -> list[npt.NDArray[np.floating[Any]]]:
         return list(self._biases)
 
     def set_weights(self, weights, biases):
@@ -200,7 +219,8 @@ class Network:
         else:
             core.set_velocity(None, None)
 
-    def _check_Xy(self, X, y, name="X"):
+    def _check_Xy(self, X: npt.ArrayLike, y: npt.ArrayLike, name: str = "X"
+                  ) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.int32] | None, npt.NDArray[np.floating[Any]] | None]:
         X = check_X(X, self.layer_sizes[0], self.dtype, name)
         yname = "y" if name == "X" else name.replace("X", "y")
         if self.loss == "cross_entropy":
@@ -208,10 +228,14 @@ class Network:
         return X, None, check_targets(y, len(X), self.layer_sizes[-1], self.dtype, yname)
 
     # -- training -------------------------------------------------------------------
-    def fit(self, X, y, optimizer="sgd", lr=0.01, batch_size=32, epochs=10, momentum=0.0,
-            nesterov=False, weight_decay=0.0, schedule="constant", tol=None, n_iter_no_change=5,
-            shuffle=True, validation_data=None, verbose=False, decay=1e-4, step_size=10, gamma=0.1,
-            n_threads=None):
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike, optimizer: str = "sgd", lr: float = 0.01,
+            batch_size: int = 32, epochs: int = 10, momentum: float = 0.0, nesterov: bool = False,
+            weight_decay: float = 0.0, schedule: str = "constant", tol: float | None = None,
+            n_iter_no_change: int = 5, shuffle: bool = True,
+            validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+            verbose: bool = False, decay: float = 1e-4, step_size: int = 10, gamma: float = 0.1,
+            n_threads: int | None = None,
+            callback: Callable[[FitProgress], object] | None = None) -> History:
         """Train from the current weights; returns a `History`.
 
         optimizer="sgd" takes ``batch_size`` samples per update (1 is classic
@@ -226,6 +250,9 @@ class Network:
         epoch's mean training loss.
 
         ``n_threads`` overrides the network's thread count for this call.
+        ``callback(progress)``, if given, is called with a `FitProgress` about every
+        50 ms and at the end of each epoch (for progress bars and per-epoch reports;
+        it may read the network, e.g. evaluate it, but not change it).
 
         X is used in place when it is a C-contiguous array of the network's dtype;
         anything else is converted once, before the first epoch. If the loss becomes
@@ -267,6 +294,9 @@ class Network:
                 while not trainer.epoch_done:
                     core.run(trainer, RUN_SECONDS)   # Ctrl-C surfaces between these calls
                     self._raise_if_diverged(trainer, epoch)
+                    if callback is not None and not trainer.epoch_done:
+                        callback(FitProgress(epoch + 1, epochs, trainer.pos, n, trainer.epoch_loss,
+                                             time.perf_counter() - start, False, hist))
                 hist.epoch_seconds.append(time.perf_counter() - start)
                 hist.loss.append(trainer.epoch_loss)
                 hist.lr.append(trainer.last_lr)
@@ -283,6 +313,9 @@ class Network:
                         extra += f", val_accuracy {hist.val_accuracy[-1]:.4f}"
                     print(f"epoch {epoch + 1}/{epochs}: loss {hist.loss[-1]:.4f}{extra}, "
                           f"lr {hist.lr[-1]:.3g}, {hist.epoch_seconds[-1]:.2f} s", flush=True)
+                if callback is not None:
+                    callback(FitProgress(epoch + 1, epochs, n, n, hist.loss[-1],
+                                         hist.epoch_seconds[-1], True, hist))
                 if sched.end_epoch(monitored):
                     hist.stopped_early = True
                     break
@@ -378,7 +411,7 @@ class Network:
                 "n_threads": n_threads, "code_path": _core.get_isa()}
 
     # -- backpropagation alone ------------------------------------------------------
-    def gradients(self, X, y):
+    def gradients(self, X: npt.ArrayLike, y: npt.ArrayLike) -> list[tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]]:
         """Backpropagation only: the gradient of the mean loss over all of X, as a list
         of (dW, db) per layer (new arrays). The weights are not touched."""
         X, labels, targets = self._check_Xy(X, y)
@@ -393,20 +426,20 @@ class Network:
         self._core_for(len(X)).predict(X, out)
         return out
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
         """Class probabilities (n, n_classes) of a cross_entropy network."""
         if self.loss != "cross_entropy":
             raise ValueError("predict_proba needs a cross_entropy network; use predict for mse")
         return self._outputs(X)
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
         """Class labels (cross_entropy) or outputs, (n,) for one output (mse)."""
         out = self._outputs(X)
         if self.loss == "cross_entropy":
             return out.argmax(axis=1)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def evaluate(self, X, y):
+    def evaluate(self, X: npt.ArrayLike, y: npt.ArrayLike) -> dict[str, float]:
         """{"loss": mean loss, "accuracy": fraction correct (cross_entropy only)}."""
         return self._evaluate_checked(*self._check_Xy(X, y))
 
@@ -423,7 +456,7 @@ class Network:
         state["_core"] = None
         return state
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the network to ``path`` (see `fastbp.load`)."""
         from .io import save_network
         save_network(self, path)

@@ -1,6 +1,11 @@
 """Gradient descent, as a tool of its own: the in-place SGD update for any float
 arrays, and the learning-rate schedules that `Network.fit` applies per epoch."""
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._validation import check_choice, check_nonnegative, check_positive
@@ -8,7 +13,9 @@ from ._validation import check_choice, check_nonnegative, check_positive
 SCHEDULES = ("constant", "invscaling", "step", "adaptive")
 
 
-def sgd_update(param, grad, lr, momentum=0.0, velocity=None, weight_decay=0.0, nesterov=False):
+def sgd_update(param: npt.NDArray[np.floating[Any]], grad: npt.NDArray[np.floating[Any]], lr: float, momentum: float = 0.0,
+               velocity: npt.NDArray[np.floating[Any]] | None = None, weight_decay: float = 0.0,
+               nesterov: bool = False) -> npt.NDArray[np.floating[Any]]:
     """One gradient-descent step on ``param``, in place: w <- w - lr * (g + weight_decay * w).
 
     With ``momentum`` > 0 a ``velocity`` array of param's shape (zeros to start) is

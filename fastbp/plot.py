@@ -4,10 +4,17 @@ Needs matplotlib (``pip install fastbp[plot]``). Figures are drawn on matplotlib
 Agg canvas directly, without pyplot, so plotting neither opens windows nor changes
 the backend of an interactive session.
 """
+from __future__ import annotations
+
 import math
 import os
 
+from typing import TYPE_CHECKING, Mapping, Sequence
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .network import History, Network
 
 MAX_TILES = 64
 
@@ -32,7 +39,8 @@ def _series(hist, name):
     return [float(v) for v in values] if values else []
 
 
-def history(hist, path, val_label="validation"):
+def history(hist: History | Mapping[str, Sequence[float]], path: str | os.PathLike[str],
+            val_label: str = "validation") -> None:
     """Loss and accuracy per epoch, train and validation, as a PNG at ``path``.
 
     ``hist`` is the `fastbp.History` that `Network.fit` returns, or a dict of lists
@@ -68,7 +76,7 @@ def history(hist, path, val_label="validation"):
     fig.savefig(os.fspath(path), format="png")
 
 
-def weights(net, path, max_units=MAX_TILES):
+def weights(net: Network, path: str | os.PathLike[str], max_units: int = MAX_TILES) -> None:
     """The first layer's weights, one square tile per hidden unit (up to
     ``max_units``), as a PNG at ``path``. The input size must be a square, such
     as MNIST's 784 = 28 × 28. Each tile is scaled to its own largest |weight|:
