@@ -33,7 +33,6 @@ EXIT_USAGE = 2          # a user mistake: bad argument, missing file, incompatib
 EXIT_DIVERGED = 1       # training blew up (NaN/inf loss)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 TRAIN_ACCURACY_ROWS = 10_000   # train accuracy is measured on this many training images
-PROGRESS_SLICES = 20           # fit() calls per epoch when drawing a progress bar
 
 # Defaults of `fastbp train`; a recipe overrides some, explicit flags override both.
 TRAIN_DEFAULTS = {
@@ -188,49 +187,6 @@ class Progress:
             self.stream.flush()
 
 
-def train_epoch(net, X, y, rng, settings, sched, updates_before, progress, epoch):
-    """One epoch of SGD or GD over (X, y); returns (mean loss, updates, seconds).
-
-    The CLI shuffles itself and calls fit() on consecutive slices of whole batches,
-    so that it can draw progress between them. The batches, and so the weights, are
-    exactly those of one fit() over the shuffled epoch: slices are multiples of
-    the batch size, momentum carries over between fit() calls, and the schedule's
-    learning rate is computed here from the epoch and the updates so far.
-    """
-    n = len(X)
-    lr = sched.epoch_lr(epoch - 1)
-    if settings["optimizer"] == "gd":     # one full-batch step: nothing to shuffle or slice
-        Xs, ys, batch, slices = X, y, n, [(0, n)]
-    else:
-        order = rng.permutation(n)
-        Xs, ys = X[order], y[order]        # one gathered copy per epoch, so slices are views
-        batch = min(settings["batch_size"], n)
-        n_batches = -(-n // batch)
-        per_slice = max(1, -(-n_batches // PROGRESS_SLICES)) if progress.enabled else n_batches
-        slices = [(s * batch, min(n, (s + per_slice) * batch)) for s in range(0, n_batches, per_slice)]
-    total_loss, updates, seconds = 0.0, 0, 0.0
-    for lo, hi in slices:
-        # invscaling: lr0 / (1 + d (N + k)) == lr_N / (1 + d_N k) with lr_N = lr0 / (1 + d N)
-        # and d_N = d / (1 + d N), N the updates before this slice, k those within it.
-        d = settings["decay"]
-        step_lr, step_decay = lr, d
-        if settings["schedule"] == "invscaling":
-            done = updates_before + updates
-            step_lr, step_decay = lr / (1 + d * done), d / (1 + d * done)
-        start = time.perf_counter()
-        hist = net.fit(Xs[lo:hi], ys[lo:hi], optimizer=settings["optimizer"], lr=step_lr,
-                       batch_size=batch, epochs=1, momentum=settings["momentum"],
-                       nesterov=settings["nesterov"], weight_decay=settings["weight_decay"],
-                       schedule="invscaling" if settings["schedule"] == "invscaling" else "constant",
-                       decay=step_decay, shuffle=False)
-        seconds += time.perf_counter() - start
-        total_loss += hist.loss[0] * (hi - lo)
-        updates += hist.n_updates
-        progress.update(epoch, settings["epochs"], hi, n, seconds, total_loss / hi)
-    progress.clear()
-    return total_loss / n, updates, seconds
-
-
 def resolve_train_settings(args):
     settings = dict(TRAIN_DEFAULTS)
     if args.recipe is not None:
@@ -276,8 +232,8 @@ def cmd_train(args, out):
     try:
         net = Network(sizes, activation=s["activation"], loss="cross_entropy", dtype=s["dtype"],
                       seed=s["seed"], **threads)
-        sched = Schedule(s["schedule"], s["lr"], decay=s["decay"], step_size=s["step_size"],
-                         gamma=s["gamma"], tol=s["tol"])
+        Schedule(s["schedule"], s["lr"], decay=s["decay"], step_size=s["step_size"],
+                 gamma=s["gamma"], tol=s["tol"])   # checks the settings before loading starts
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
 
@@ -288,29 +244,35 @@ def cmd_train(args, out):
           f"{s['epochs']} epochs", file=out, flush=True)
     print(f"(train acc is measured on the first {min(TRAIN_ACCURACY_ROWS, len(X))} training images)",
           file=out, flush=True)
-    rng = np.random.default_rng(s["seed"])
     progress = Progress(out, enabled=out.isatty())
-    rows, updates, train_seconds = [], 0, 0.0
-    for epoch in range(1, s["epochs"] + 1):
-        try:
-            loss, n_up, seconds = train_epoch(net, X, y, rng, s, sched, updates, progress, epoch)
-        except FloatingPointError as e:
-            # fit() counts epochs from its own start, and the CLI calls it once per epoch
-            raise FloatingPointError(f"in epoch {epoch} of this run (fit's own count: {e})") from None
-        updates += n_up
-        train_seconds += seconds
+    rows = []
+
+    def report(p):
+        """fit's callback: the progress bar during an epoch, a line at its end."""
+        if not p.end_of_epoch:
+            progress.update(p.epoch, p.epochs, p.samples, p.n_samples, p.seconds, p.loss)
+            return
+        progress.clear()
         train_acc = net.evaluate(X[:TRAIN_ACCURACY_ROWS], y[:TRAIN_ACCURACY_ROWS])["accuracy"]
         val = net.evaluate(X_val, y_val)
-        rows.append({"epoch": epoch, "loss": loss, "train_accuracy": train_acc,
+        lr = p.history.lr[-1]
+        rows.append({"epoch": p.epoch, "loss": p.loss, "train_accuracy": train_acc,
                      "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                     "seconds": seconds, "lr": sched.lr})
-        print(f"epoch {epoch:>2}/{s['epochs']}  loss {loss:.4f}  train acc {train_acc:.4f}  "
-              f"{val_name} acc {val['accuracy']:.4f}  lr {sched.lr:.3g}  {seconds:.2f} s", file=out, flush=True)
-        # The schedule watches the validation loss if there is a validation split,
-        # else the training loss: the test set never steers training.
-        if sched.end_epoch(val["loss"] if s["val_size"] else loss):
-            print(f"stopping: no improvement of {s['tol']} for {sched.n_iter_no_change} epochs", file=out)
-            break
+                     "seconds": p.seconds, "lr": lr})
+        print(f"epoch {p.epoch:>2}/{p.epochs}  loss {p.loss:.4f}  train acc {train_acc:.4f}  "
+              f"{val_name} acc {val['accuracy']:.4f}  lr {lr:.3g}  {p.seconds:.2f} s", file=out,
+              flush=True)
+
+    # The schedule watches the validation loss if there is a validation split, else
+    # the training loss: the test set never steers training.
+    hist = net.fit(X, y, optimizer=s["optimizer"], lr=s["lr"], batch_size=s["batch_size"],
+                   epochs=s["epochs"], momentum=s["momentum"], nesterov=s["nesterov"],
+                   weight_decay=s["weight_decay"], schedule=s["schedule"], tol=s["tol"],
+                   decay=s["decay"], step_size=s["step_size"], gamma=s["gamma"],
+                   validation_data=(X_val, y_val) if s["val_size"] else None, callback=report)
+    if hist.stopped_early:
+        print(f"stopped early: the loss did not improve by {s['tol']} for 5 epochs", file=out)
+    updates, train_seconds = hist.n_updates, sum(hist.epoch_seconds)
 
     test = net.evaluate(X_test, y_test)
     us_per_update = 1e6 * train_seconds / max(updates, 1)

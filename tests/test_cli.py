@@ -126,39 +126,23 @@ def test_recipe_sets_flags_and_explicit_flags_win():
 
 
 @pytest.mark.parametrize("schedule", ["constant", "invscaling", "step"])
-def test_progress_slices_give_the_same_weights_as_one_fit(schedule, monkeypatch):
-    """Drawing a progress bar splits each epoch into several fit() calls; the
-    batches, momentum and learning rates, and so the weights, must not change."""
-    monkeypatch.setenv("FASTBP_NUM_THREADS", "1")   # many tiny fit() calls: no thread start-up
+def test_progress_callback_does_not_change_training(schedule):
+    """The CLI draws its progress bar from fit's callback; watching must not change
+    the batches, the learning rates or the weights."""
     X, y = synthetic_digits(300, 3)
     X = (X.reshape(300, -1) / np.float32(255)).astype(np.float32)
-    settings = dict(cli.TRAIN_DEFAULTS, batch_size=7, epochs=2, schedule=schedule, step_size=1,
-                    gamma=0.5, decay=0.01)
-    nets = []
-    for bar in (True, False):
-        net = fastbp.Network([784, 16, 10], seed=5)
-        sched = fastbp.optim.Schedule(schedule, settings["lr"], decay=0.01, step_size=1, gamma=0.5)
-        rng, updates = np.random.default_rng(0), 0
-        progress = cli.Progress(io.StringIO(), enabled=bar)
-        for epoch in (1, 2):
-            updates += cli.train_epoch(net, X, y, rng, settings, sched, updates, progress, epoch)[1]
-        assert updates == 2 * -(-300 // 7)
-        nets.append(net)
-    # and the same as fit() over the same shuffled order, all epochs in one call
-    reference = fastbp.Network([784, 16, 10], seed=5)
-    rng = np.random.default_rng(0)
-    for epoch in (1, 2):
-        order = rng.permutation(300)
-        lr = settings["lr"] * (0.5 ** (epoch - 1) if schedule == "step" else 1)
-        decay_kw = {}
-        if schedule == "invscaling":
-            done = (epoch - 1) * -(-300 // 7)
-            lr, decay_kw = lr / (1 + 0.01 * done), {"decay": 0.01 / (1 + 0.01 * done)}
-        reference.fit(X[order], y[order], lr=lr, batch_size=7, epochs=1, momentum=0.9, shuffle=False,
-                      schedule="invscaling" if schedule == "invscaling" else "constant", **decay_kw)
-    for a, b, c in zip(nets[0].weights, nets[1].weights, reference.weights):
+    kwargs = dict(lr=0.05, batch_size=7, epochs=2, momentum=0.9, schedule=schedule, step_size=1,
+                  gamma=0.5, decay=0.01, n_threads=1)
+    seen = []
+    watched = fastbp.Network([784, 16, 10], seed=5)
+    hist = watched.fit(X, y, callback=lambda p: seen.append((p.epoch, p.samples, p.end_of_epoch)),
+                       **kwargs)
+    plain = fastbp.Network([784, 16, 10], seed=5)
+    plain.fit(X, y, **kwargs)
+    for a, b in zip(watched.weights, plain.weights):
         np.testing.assert_array_equal(a, b)
-        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+    assert [s for s in seen if s[2]] == [(1, 300, True), (2, 300, True)]
+    assert hist.n_updates == 2 * -(-300 // 7)
 
 
 def test_progress_bar_reports_rate_and_running_loss():
@@ -356,9 +340,9 @@ def test_ci_tests_the_installed_package():
 
 
 def test_train_epoch_matches_the_numpy_reference_on_pixel_data(monkeypatch):
-    """What `fastbp train` does to the weights in one epoch, on 784-pixel images
-    with many exact zeros (as MNIST has), equals the reference's SGD steps over the
-    same shuffled batches."""
+    """What `fastbp train` asks of fit - an epoch of SGD with momentum over 784-pixel
+    images with many exact zeros, as MNIST has - equals the reference's SGD steps
+    over the same batches."""
     from fastbp import reference
     monkeypatch.setenv("FASTBP_NUM_THREADS", "1")
     rng = np.random.default_rng(7)
@@ -368,11 +352,8 @@ def test_train_epoch_matches_the_numpy_reference_on_pixel_data(monkeypatch):
     net = fastbp.Network([784, 64, 10], dtype="float64", seed=0)
     ref = reference.ReferenceNetwork([w.copy() for w in net.weights], [b.copy() for b in net.biases],
                                      net.activations, net.loss)
-    settings = dict(cli.TRAIN_DEFAULTS, batch_size=32, epochs=1, lr=0.05, momentum=0.9)
-    sched = fastbp.optim.Schedule("constant", 0.05)
-    cli.train_epoch(net, X, y, np.random.default_rng(0), settings, sched, 0,
-                    cli.Progress(io.StringIO(), enabled=False), 1)
     order = np.random.default_rng(0).permutation(128)
+    net.fit(X[order], y[order], lr=0.05, batch_size=32, epochs=1, momentum=0.9, shuffle=False)
     for start in range(0, 128, 32):
         rows = order[start:start + 32]
         ref.train_step(X[rows], y[rows], 0.05, momentum=0.9)
