@@ -427,6 +427,40 @@ def cmd_info(args, out):
     return 0
 
 
+def cmd_profile(args, out):
+    """Time updates inside C, phase by phase (Network.profile), on random inputs or,
+    with --mnist, on the MNIST training images."""
+    sizes = parse_layers(args.layers)
+    if args.mnist:
+        X, y = load_dataset("mnist", args.data, "train", download=not args.no_download)
+        if sizes[0] != X.shape[1]:
+            raise UsageError(f"--layers {args.layers}: MNIST needs {X.shape[1]} inputs")
+        X, y = scale_images(X), y % sizes[-1]
+    else:
+        rng = np.random.default_rng(0)
+        n = max(args.batch_size * 16, 1024)
+        X = rng.random((n, sizes[0]), dtype=np.float32)
+        y = rng.integers(0, sizes[-1], n)
+    try:
+        net = Network(sizes, seed=0, n_threads=args.threads)
+        p = net.profile(X, y, batch_size=args.batch_size, steps=args.steps)
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+    print(f"fastbp {__version__} profile: {'-'.join(map(str, sizes))} relu, batch {p['batch_size']}, "
+          f"{p['steps']} updates, {p['n_threads']} thread(s), code path {p['code_path']}, "
+          f"{'MNIST' if args.mnist else 'random dense'} inputs", file=out)
+    print(f"{'phase':<10} {'us/update':>10} {'share':>7}", file=out)
+    for phase, us in p["phase_us"].items():
+        share = us / p["total_us"] if p["total_us"] > 0 else 0.0
+        print(f"{phase:<10} {us:>10.1f} {share:>7.1%}", file=out)
+    print(f"{'total':<10} {p['total_us']:>10.1f}   ({p['gflops']:.1f} GFLOP/s, "
+          f"{p['flops_per_update'] / 1e6:.2f} MFLOP per update)", file=out)
+    if p["batch_size"] <= 256:
+        print("(the SGD step is fused into the backward pass at this batch size: "
+              "'update' is part of 'backward')", file=out)
+    return 0
+
+
 def cmd_bench(args, out):
     if importlib.util.find_spec("fastbp.bench") is None:
         raise UsageError("this fastbp has no benchmark module (fastbp.bench); see benchmarks/ in "
@@ -497,6 +531,15 @@ def build_parser():
     i = sub.add_parser("info", help="version, code path, threads, NumPy/BLAS")
     i.add_argument("--json", action="store_true")
     i.set_defaults(run=cmd_info)
+
+    r = sub.add_parser("profile", help="time one update inside C, phase by phase")
+    r.add_argument("--layers", default="784,256,10")
+    r.add_argument("--batch-size", type=positive(int), default=32)
+    r.add_argument("--steps", type=positive(int), default=200)
+    r.add_argument("--threads", type=positive(int), default=None)
+    r.add_argument("--mnist", action="store_true", help="MNIST training images instead of random ones")
+    add_data_options(r)
+    r.set_defaults(run=cmd_profile)
 
     b = sub.add_parser("bench", help="run the benchmarks (arguments passed on)", add_help=False)
     b.add_argument("bench_args", nargs=argparse.REMAINDER)

@@ -290,6 +290,22 @@ def test_info_reports_version_and_code_path(capsys):
     assert isinstance(details["cpu_has_avx2_fma"], bool)
 
 
+def test_profile_prints_each_phase_and_the_total(capsys):
+    status, out, err = run(capsys, "profile", "--layers", "64,32,10", "--batch-size", "8",
+                           "--steps", "20", "--threads", "1")
+    assert status == 0, err
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:7]}
+    assert set(rows) == {"gather", "forward", "backward", "update", "total"}
+    parts = sum(float(rows[k]) for k in ("gather", "forward", "backward", "update"))
+    assert abs(parts - float(rows["total"])) <= 0.2 + 1e-3 * parts
+    assert "20 updates" in out
+
+
+def test_profile_rejects_bad_layers(capsys):
+    status, out, err = run(capsys, "profile", "--layers", "64,x")
+    assert status == 2 and "--layers" in err and "Traceback" not in err
+
+
 def test_python_dash_m_fastbp_info_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fastbp", "info"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
