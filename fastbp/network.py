@@ -252,7 +252,9 @@ class Network:
         ``n_threads`` overrides the network's thread count for this call.
         ``callback(progress)``, if given, is called with a `FitProgress` about every
         50 ms and at the end of each epoch (for progress bars and per-epoch reports;
-        it may read the network, e.g. evaluate it, but not change it).
+        it may read the network, e.g. evaluate it, but not change it). An exception
+        raised in it stops training and propagates; the weights stay as after the
+        last complete update.
 
         X is used in place when it is a C-contiguous array of the network's dtype;
         anything else is converted once, before the first epoch. If the loss becomes
