@@ -41,7 +41,7 @@ def info():
         "version": __version__,
         "code_path": _core.get_isa(),
         "cpu_has_avx2_fma": _core.cpu_has_avx2(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": default_threads(),
         "openmp": bool(build["openmp"]),
         "compiler": build["compiler"],
@@ -53,7 +53,7 @@ def info():
     }
 
 
-def _cpu_name():
+def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -62,3 +62,21 @@ def _cpu_name():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def numpy_blas():
+    """NumPy's BLAS, with its thread count when threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            return "; ".join(f"{p.get('internal_api')} {p.get('version')} "
+                             f"({p.get('architecture')}, {p.get('num_threads')} threads)" for p in pools)
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')} (thread count unknown: no threadpoolctl)"
+    except Exception:   # older numpy: show_config has no dict mode
+        return "unknown (install threadpoolctl to see it)"

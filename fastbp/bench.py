@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from . import _core
+from ._platform import cpu_name, numpy_blas
 from ._version import __version__
 from .network import Network
 from .reference import ReferenceNetwork
@@ -265,34 +266,6 @@ def measure_sgemm(shapes=SGEMM_SHAPES, repeats=5, seconds=0.1):
 
 
 # -- the machine ------------------------------------------------------------------------
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _numpy_blas():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        threadpool_info = None
-    if threadpool_info is not None:
-        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if pools:
-            return "; ".join(f"{p.get('internal_api')} {p.get('version')} "
-                             f"({p.get('architecture')}, {p.get('num_threads')} threads)" for p in pools)
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{blas.get('name')} {blas.get('version')} (thread count unknown: no threadpoolctl)"
-    except Exception:   # older numpy: show_config has no dict mode
-        return "unknown (install threadpoolctl to see it)"
-
-
 def _load_average():
     """The 1-minute load average: above the CPU count, other processes compete for the
     cores and every number of the run is suspect."""
@@ -306,12 +279,12 @@ def machine_info(n_threads):
     """The machine and libraries a run measured: CPU, threads, BLAS, code paths."""
     torch = import_torch()
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "threads": n_threads,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "numpy_blas": _numpy_blas(),
+        "numpy_blas": numpy_blas(),
         "fastbp": __version__,
         "fastbp_isa": _core.get_isa(),
         "fastbp_n_threads": n_threads if _accepts(Network.train_step, "n_threads")

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from . import datasets
+from ._platform import numpy_blas
 from ._version import __version__
 from .io import load
 from .network import ACTIVATIONS, OPTIMIZERS, Network
@@ -389,16 +390,6 @@ def cmd_predict(args, out):
 def _isa():
     from . import _core
     return _core.get_isa()
-
-
-def numpy_blas():
-    """The BLAS NumPy was built with, e.g. "scipy-openblas 0.3.27", or "unknown"."""
-    try:
-        config = np.show_config(mode="dicts")
-        blas = config["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:   # older NumPy has no mode="dicts"; this line is informative only
-        return "unknown"
 
 
 def cmd_info(args, out):
