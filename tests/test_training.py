@@ -500,3 +500,21 @@ def test_ctrl_c_from_another_thread_stops_fit_quickly():
     before = params_copy(net)
     net.train_step(X[:32], y[:32], lr=0.01)
     assert not np.array_equal(net.weights[0], before[0][0])
+
+
+@pytest.mark.parametrize("batch_size", [1, 8, 64, 300])
+def test_weights_are_bit_identical_for_any_thread_count(batch_size):
+    """Threads split each layer by output columns and dX by input rows, so every
+    value is computed whole by one thread: 1, 2 or 3 threads give the same bits."""
+    rng = np.random.default_rng(0)
+    X = rng.random((900, 300), dtype=np.float32)
+    X[X < 0.5] = 0
+    y = rng.integers(0, 10, 900)
+    results = []
+    for n_threads in (1, 2, 3):
+        net = fastbp.Network([300, 100, 64, 10], seed=3, n_threads=n_threads)
+        net.fit(X, y, lr=0.05, momentum=0.9, batch_size=batch_size, epochs=1)
+        results.append(net.weights + net.biases)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
