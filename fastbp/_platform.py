@@ -67,7 +67,7 @@ def cpu_name():
 def numpy_blas():
     """NumPy's BLAS, with its thread count when threadpoolctl is installed."""
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_info  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError:
         threadpool_info = None
     if threadpool_info is not None:
