@@ -65,6 +65,22 @@ def random_problem(sizes, loss, n, dtype="float64", seed=0, zero_fraction=0.0):
     return X.astype(dtype), (y if loss == "cross_entropy" else y.astype(dtype))
 
 
+def rows_away_from_relu_kinks(net, n, seed, margin=1e-3, dtype=None, oversample=4):
+    """A random problem of n rows (drawn from oversample * n + 64) none of whose hidden
+    pre-activations lies within margin of 0: there relu has no derivative, and a
+    finite-difference step across the kink measures neither side's slope."""
+    dtype = dtype or net.dtype.name
+    X, y = random_problem(net.layer_sizes, net.loss, oversample * n + 64, dtype, seed=seed)
+    a = X.astype(np.float64)
+    keep = np.ones(len(X), dtype=bool)
+    for l in range(net.n_layers - 1):
+        z = a @ net.weights[l].astype(np.float64) + net.biases[l].astype(np.float64)
+        keep &= (np.abs(z) > margin).all(axis=1)
+        a = reference.ACTIVATION[net.activations[l]](z)
+    assert keep.sum() >= n, "too few rows away from the kinks; change the seed"
+    return X[keep][:n], y[keep][:n]
+
+
 def perturb_biases(net, seed=1, scale=0.1):
     """Give the network non-zero biases, so bias handling is exercised too."""
     rng = np.random.default_rng(seed)

@@ -6,34 +6,21 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import _core, reference
+from fastbp import _core
 from fastbp.gradcheck import DEFAULT_TOLERANCE
 
-from conftest import assert_params_equal, make_net, params_copy, random_problem
+from conftest import (assert_params_equal, make_net, params_copy, random_problem,
+                      rows_away_from_relu_kinks)
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
 LOSSES = ("cross_entropy", "mse")
 SIZES = [4, 6, 5, 3]
 
 
-def rows_away_from_relu_kinks(net, n, seed, margin):
-    """n random rows none of whose hidden pre-activations lies within margin of 0,
-    so a finite-difference step never crosses relu's kink (where it has no slope)."""
-    X, y = random_problem(net.layer_sizes, net.loss, 8 * n + 64, net.dtype.name, seed=seed)
-    a = X.astype(np.float64)
-    keep = np.ones(len(X), dtype=bool)
-    for l in range(net.n_layers - 1):
-        z = a @ net.weights[l].astype(np.float64) + net.biases[l].astype(np.float64)
-        keep &= (np.abs(z) > margin).all(axis=1)
-        a = reference.ACTIVATION[net.activations[l]](z)
-    assert keep.sum() >= n, "too few rows away from the kinks; change the seed"
-    return X[keep][:n], y[keep][:n]
-
-
 def problem_for(net, n=16, seed=0):
     if "relu" in net.activations and net.dtype == np.float32:
         # float32's step (1e-2 relative) would cross kinks on random rows
-        return rows_away_from_relu_kinks(net, n, seed, margin=0.2)
+        return rows_away_from_relu_kinks(net, n, seed, margin=0.2, oversample=8)
     return random_problem(net.layer_sizes, net.loss, n, net.dtype.name, seed=seed)
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from fastbp import reference
 
-from conftest import make_net, params_copy, assert_params_equal, random_problem
+from conftest import (assert_params_equal, make_net, params_copy, random_problem,
+                      rows_away_from_relu_kinks)
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
 LOSSES = ("cross_entropy", "mse")
@@ -54,22 +55,6 @@ def finite_difference_gradients(net, X, y, h=1e-5):
     return grads
 
 
-def problem_away_from_relu_kinks(net, n, dtype, seed, margin=1e-3):
-    """A random problem of n rows none of whose hidden pre-activations lies within
-    margin of 0, where relu has no derivative and finite differences across the
-    kink measure neither side's slope."""
-    sizes = net.layer_sizes
-    X, y = random_problem(sizes, net.loss, 4 * n + 64, dtype, seed=seed)
-    a = X.astype(np.float64)
-    keep = np.ones(len(X), dtype=bool)
-    for l in range(net.n_layers - 1):
-        z = a @ net.weights[l].astype(np.float64) + net.biases[l].astype(np.float64)
-        keep &= (np.abs(z) > margin).all(axis=1)
-        a = reference.ACTIVATION[net.activations[l]](z)
-    assert keep.sum() >= n, "too few rows away from the kinks; change the seed"
-    return X[keep][:n], y[keep][:n]
-
-
 def assert_gradients_close(got, expected, rtol, atol):
     assert len(got) == len(expected)
     for l, ((dW, db), (eW, eb)) in enumerate(zip(got, expected)):
@@ -92,7 +77,7 @@ def scaled_atol(expected, factor):
 def test_float64_gradients_match_reference_and_finite_differences(activation, loss, n_hidden, batch):
     sizes = sizes_with(n_hidden)
     net = make_net(sizes, activation, loss, "float64", seed=n_hidden)
-    X, y = problem_away_from_relu_kinks(net, batch, "float64", seed=batch)
+    X, y = rows_away_from_relu_kinks(net, batch, seed=batch, dtype="float64")
     got = net.gradients(X, y)
     value, expected = reference_gradients(net, X, y)
     assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
@@ -119,7 +104,7 @@ def test_float32_gradients_match_reference(activation, loss, n_hidden, batch):
 def test_float32_gradients_match_finite_differences(activation, loss):
     sizes = sizes_with(2)
     net = make_net(sizes, activation, loss, "float32", seed=3)
-    X, y = problem_away_from_relu_kinks(net, 32, "float32", seed=4)
+    X, y = rows_away_from_relu_kinks(net, 32, seed=4, dtype="float32")
     got = net.gradients(X, y)
     fd = finite_difference_gradients(net, X, y)   # float64 differences of the float32 parameters
     assert_gradients_close(got, fd, rtol=1e-3, atol=scaled_atol(fd, 1e-5))
