@@ -48,6 +48,17 @@ def check_nonnegative(name, value, upper=None):
     return float(value)
 
 
+def check_sgd_settings(lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                       nesterov: bool = False) -> tuple[float, float, float, bool]:
+    """The settings of one SGD step, checked: (lr, momentum, weight_decay, nesterov)."""
+    lr = check_positive("lr", lr)
+    momentum = check_nonnegative("momentum", momentum, upper=1.0)
+    weight_decay = check_nonnegative("weight_decay", weight_decay)
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    return lr, momentum, weight_decay, bool(nesterov)
+
+
 def _check_finite(name, a):
     """Raise if a (C-contiguous float32/float64) holds NaN or inf; scanned in C, no copy."""
     i = _core.first_nonfinite(a)

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._validation import (check_choice, check_dtype, check_labels, check_nonnegative,
-                          check_positive, check_targets, check_X)
+from ._validation import (check_choice, check_dtype, check_labels,
+                          check_positive, check_sgd_settings, check_targets, check_X)
 from .optim import Schedule
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
@@ -263,13 +263,10 @@ class Network:
         KeyboardInterrupt, the weights as after the last completed update.
         """
         check_choice("optimizer", optimizer, OPTIMIZERS)
-        lr = check_positive("lr", lr)
+        lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
+                                                                  nesterov)
         batch_size = check_positive("batch_size", batch_size, integer=True)
         epochs = check_positive("epochs", epochs, integer=True)
-        momentum = check_nonnegative("momentum", momentum, upper=1.0)
-        weight_decay = check_nonnegative("weight_decay", weight_decay)
-        if nesterov and momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0")
         sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma, tol=tol,
                          n_iter_no_change=n_iter_no_change)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
@@ -342,11 +339,8 @@ class Network:
     def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, n_threads=None):
         """Exactly one update on exactly this batch (all rows of X); returns the batch's
         mean loss before the update. Momentum velocities persist across calls."""
-        lr = check_positive("lr", lr)
-        momentum = check_nonnegative("momentum", momentum, upper=1.0)
-        weight_decay = check_nonnegative("weight_decay", weight_decay)
-        if nesterov and momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0")
+        lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
+                                                                  nesterov)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y)
         core = self._core_for(len(X), n_threads)
@@ -379,8 +373,7 @@ class Network:
         """
         batch_size = check_positive("batch_size", batch_size, integer=True)
         steps = check_positive("steps", steps, integer=True)
-        lr = check_positive("lr", lr)
-        momentum = check_nonnegative("momentum", momentum, upper=1.0)
+        lr, momentum, _, _ = check_sgd_settings(lr, momentum)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y)
         clone = Network(self.layer_sizes, list(self.activations), self.loss, self.dtype,

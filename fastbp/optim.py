@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._validation import check_choice, check_nonnegative, check_positive
+from ._validation import check_choice, check_nonnegative, check_positive, check_sgd_settings
 
 SCHEDULES = ("constant", "invscaling", "step", "adaptive")
 
@@ -29,9 +29,7 @@ def sgd_update(param: npt.NDArray[np.floating[Any]], grad: npt.NDArray[np.floati
     >>> fastbp.sgd_update(x, 2 * x, lr=0.25)   # f(x) = x², f'(x) = 2x
     array([-1.5])
     """
-    lr = check_positive("lr", lr)
-    momentum = check_nonnegative("momentum", momentum, upper=1.0)
-    weight_decay = check_nonnegative("weight_decay", weight_decay)
+    lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay, nesterov)
     for name, a in (("param", param), ("grad", grad), ("velocity", velocity)):
         if a is None:
             continue
@@ -48,11 +46,9 @@ def sgd_update(param: npt.NDArray[np.floating[Any]], grad: npt.NDArray[np.floati
         raise ValueError("param must be writeable: it is updated in place")
     if momentum > 0 and velocity is None:
         raise ValueError("momentum > 0 needs a velocity array (np.zeros_like(param) to start)")
-    if nesterov and momentum == 0:
-        raise ValueError("nesterov=True needs momentum > 0")
     if momentum == 0:
         velocity = None
-    _core.sgd_update_raw(param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
+    _core.sgd_update_raw(param, grad, velocity, lr, momentum, weight_decay, nesterov)
     return param
 
 
