@@ -77,6 +77,10 @@ class CoreNet:
     def train_batch(
         self, trainer: Trainer, X: _Float, labels: _Labels | None, targets: _Float | None
     ) -> float: ...
+    def try_train_step(
+        self, trainer: Trainer, X: object, y: object, lr: object, momentum: object,
+        weight_decay: object, nesterov: object
+    ) -> float | None: ...
     def run(self, trainer: Trainer, max_seconds: float) -> int: ...
 
 @disjoint_base

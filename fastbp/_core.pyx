@@ -9,6 +9,7 @@ import numpy as np
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.math cimport INFINITY
 
 cnp.import_array()
 
@@ -16,6 +17,7 @@ cdef extern from "fastbp.h" nogil:
     enum: FBP_FLOAT32, FBP_FLOAT64
     enum: FBP_OK, FBP_NONFINITE_LOSS, FBP_NONFINITE_WEIGHTS
     enum: FBP_ISA_GENERIC, FBP_ISA_AVX2
+    enum: FBP_CROSS_ENTROPY, FBP_MSE
     ctypedef struct fbp_profile:
         double gather, forward, backward, update
         long steps
@@ -117,6 +119,8 @@ cdef class CoreNet:
     cdef readonly tuple sizes
     cdef readonly long n_in, n_out
     cdef object work
+    cdef int type_num             # NumPy's number for dtype
+    cdef object step_labels       # int32 (max_batch,): try_train_step's copy of the labels
 
     def __cinit__(self):
         self.c_sizes = NULL
@@ -164,6 +168,8 @@ cdef class CoreNet:
         self.net.profile = NULL
         self.work = np.empty(fbp_work_bytes(&self.net), dtype=np.uint8)
         self.net.work = cnp.PyArray_DATA(self.work)
+        self.type_num = np.dtype(self.dtype).num
+        self.step_labels = np.empty(max_batch, dtype=np.int32)
 
     def __dealloc__(self):
         PyMem_Free(self.c_sizes)
@@ -240,6 +246,71 @@ cdef class CoreNet:
         cdef const int32_t *lab = self.labels_ptr(labels, n)
         cdef const void *tgt = self.targets_ptr(targets, n)
         cdef double loss
+        with nogil:
+            loss = fbp_train_batch(&self.net, &trainer.t, x, n, lab, tgt)
+        return loss
+
+    def try_train_step(self, Trainer trainer, object X, object y, object lr, object momentum,
+                       object weight_decay, object nesterov):
+        """train_step's common case at C speed: when X, y and the settings are already
+        exactly what C takes (C-contiguous arrays of the network's dtype, int32/int64
+        labels, plain numbers) and valid (finite X, labels in range, lr > 0, momentum in
+        [0, 1), the velocities set up for this momentum), one update on all rows of X
+        and its mean loss. Otherwise None, changing nothing: the caller then runs the
+        full checks, which convert what can be converted and name what is wrong."""
+        cdef cnp.ndarray Xa, ya
+        cdef long n, i
+        cdef double r, m, wd, loss
+        cdef int is64, nest
+        cdef const void *x
+        cdef const void *tgt = NULL
+        cdef const int32_t *lab = NULL
+        cdef int32_t *copy
+        if type(X) is not np.ndarray or type(y) is not np.ndarray:
+            return None
+        if (type(lr) is not float and type(lr) is not int) or \
+                (type(momentum) is not float and type(momentum) is not int) or \
+                (type(weight_decay) is not float and type(weight_decay) is not int) or \
+                type(nesterov) is not bool:
+            return None
+        r, m, wd, nest = lr, momentum, weight_decay, nesterov
+        if not (0 < r < INFINITY and 0 <= m < 1 and 0 <= wd < INFINITY) or (nest and m == 0):
+            return None
+        if (m > 0) != (self.net.vW != NULL):
+            return None
+        Xa = <cnp.ndarray>X
+        if cnp.PyArray_NDIM(Xa) != 2 or cnp.PyArray_TYPE(Xa) != self.type_num or \
+                not cnp.PyArray_IS_C_CONTIGUOUS(Xa) or cnp.PyArray_DIM(Xa, 1) != self.n_in:
+            return None
+        n = cnp.PyArray_DIM(Xa, 0)
+        if n < 1 or n > self.max_batch:
+            return None
+        ya = <cnp.ndarray>y
+        if not cnp.PyArray_IS_C_CONTIGUOUS(ya) or cnp.PyArray_DIM(ya, 0) != n:
+            return None
+        x = cnp.PyArray_DATA(Xa)
+        if self.net.loss == FBP_CROSS_ENTROPY:
+            is64 = cnp.PyArray_TYPE(ya) == cnp.NPY_INT64
+            if cnp.PyArray_NDIM(ya) != 1 or not (is64 or cnp.PyArray_TYPE(ya) == cnp.NPY_INT32):
+                return None
+            if fbp_first_bad_label(cnp.PyArray_DATA(ya), is64, n, <int>self.n_out) >= 0:
+                return None
+            copy = <int32_t *>cnp.PyArray_DATA(self.step_labels)
+            for i in range(n):
+                copy[i] = (<int64_t *>cnp.PyArray_DATA(ya))[i] if is64 else \
+                    (<int32_t *>cnp.PyArray_DATA(ya))[i]
+            lab = copy
+        else:
+            if cnp.PyArray_NDIM(ya) != 2 or cnp.PyArray_TYPE(ya) != self.type_num or \
+                    cnp.PyArray_DIM(ya, 1) != self.n_out:
+                return None
+            tgt = cnp.PyArray_DATA(ya)
+            if fbp_first_nonfinite(self.net.dtype, tgt, n * self.n_out) >= 0:
+                return None
+        if fbp_first_nonfinite(self.net.dtype, x, n * self.n_in) >= 0:
+            return None
+        trainer.t.lr, trainer.t.decay, trainer.t.step = r, 0, 0
+        trainer.t.momentum, trainer.t.weight_decay, trainer.t.nesterov = m, wd, nest
         with nogil:
             loss = fbp_train_batch(&self.net, &trainer.t, x, n, lab, tgt)
         return loss

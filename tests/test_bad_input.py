@@ -145,6 +145,26 @@ def test_regressor_rejects_bad_data(name, X, y, pattern):
     check_rejected(net, lambda n: n.evaluate(X, y), pattern)
 
 
+def warmed_up(net, loss, momentum):
+    """net after one good train_step on data shaped like the bad cases: its next
+    train_step takes the checks done in C (try_train_step), not the Python ones."""
+    X, y = good_data(loss)
+    net.train_step(X, y, lr=0.1, momentum=momentum)
+    return net
+
+
+@pytest.mark.parametrize("name,X,y,pattern", CLASSIFIER_CASES, ids=case_ids(CLASSIFIER_CASES))
+def test_train_step_fast_path_rejects_bad_data(name, X, y, pattern):
+    net = warmed_up(classifier(), "cross_entropy", 0.9)
+    check_rejected(net, lambda n: n.train_step(X, y, lr=0.1, momentum=0.9), pattern)
+
+
+@pytest.mark.parametrize("name,X,y,pattern", REGRESSOR_CASES, ids=case_ids(REGRESSOR_CASES))
+def test_train_step_fast_path_rejects_bad_targets(name, X, y, pattern):
+    net = warmed_up(regressor(), "mse", 0.0)
+    check_rejected(net, lambda n: n.train_step(X, y, lr=0.1), pattern)
+
+
 @pytest.mark.parametrize("name,X,y,pattern", [c for c in CLASSIFIER_CASES if not c[3].startswith(r"\by")],
                          ids=[c[0] for c in CLASSIFIER_CASES if not c[3].startswith(r"\by")])
 def test_predict_rejects_bad_X(name, X, y, pattern):
@@ -224,6 +244,36 @@ def test_train_step_rejects_bad_settings(settings, error, pattern):
     with pytest.raises(error, match=pattern):
         net.train_step(X, y, **settings)
     assert_params_equal(net, before)
+
+
+@pytest.mark.parametrize("settings,error,pattern", TRAIN_STEP_SETTINGS,
+                         ids=[f"{k}={v!r}" for s, _, _ in TRAIN_STEP_SETTINGS for k, v in list(s.items())[-1:]])
+def test_train_step_fast_path_rejects_bad_settings(settings, error, pattern):
+    net = warmed_up(classifier(), "cross_entropy", 0.0)
+    X, y = good_data()
+    before = params_copy(net)
+    with pytest.raises(error, match=pattern):
+        net.train_step(X, y, **settings)
+    assert_params_equal(net, before)
+
+
+def test_train_step_fast_path_matches_the_reference():
+    # The same steps through the C checks (int64 and int32 labels, momentum switched
+    # on and off between calls, a bigger batch that needs a new work buffer) and
+    # through the Python ones (a list) land on the reference's weights.
+    net = classifier("float64")
+    X, y = good_data(dtype="float64")
+    ref = reference_of(net)
+    steps = [(X[:5], y[:5], 0.0), (X[:5], y[:5].astype(np.int32), 0.9), (X[:5], y[:5], 0.9),
+             (X, y, 0.9), (X[:3].tolist(), list(y[:3]), 0.9), (X[:5], y[:5], 0.0)]
+    for Xs, ys, momentum in steps:
+        loss = net.train_step(Xs, ys, lr=0.1, momentum=momentum)
+        expected = ref.train_step(np.asarray(Xs), np.asarray(ys), 0.1, momentum=momentum)
+        if expected is not None:
+            assert loss == pytest.approx(expected, rel=1e-9)
+    for l in range(net.n_layers):
+        np.testing.assert_allclose(net.weights[l], ref.weights[l], rtol=1e-9, atol=1e-12)
+    assert net.n_updates_ == len(steps)
 
 
 def test_a_rejected_call_leaves_the_velocity_alone():
