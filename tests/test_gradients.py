@@ -145,6 +145,26 @@ def test_gradients_with_many_zero_inputs(loss, dtype):
         assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", [8, 600])
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradients_from_the_non_zeros_of_a_sparse_input(activation, loss, n, dtype):
+    # 85% zeros: the input layer's products run over the batch's non-zeros (by sample
+    # forward, by feature for dW), 70 outputs wide so that every strip width is used;
+    # 600 rows are two chunks whose dW add up.
+    sizes = [100, 70, 5]
+    net = make_net(sizes, activation, loss, dtype, seed=9)
+    X, y = random_problem(sizes, loss, n, dtype, seed=10, zero_fraction=0.85)
+    X[:, 7] = 0   # a feature no sample has
+    got = net.gradients(X, y)
+    _, expected = reference_gradients(net, X, y)
+    if dtype == "float64":
+        assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
+    else:
+        assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
+
+
 ODD_SHAPES = [
     ([1, 3, 2], "cross_entropy"),
     ([3, 17, 33, 2], "cross_entropy"),
