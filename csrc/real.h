@@ -41,6 +41,16 @@ INLINE vreal vrelu(vreal x)
     return (vreal)((__typeof__(mask))x & mask);
 }
 INLINE real vsum(vreal v) { real s = 0; for (int i = 0; i < VL; i++) s += v[i]; return s; }
+/* 1 if every lane of x is 0 (or -0): its bits, sign bits masked off, or-ed together
+ * as four 64-bit lanes (cheaper than testing the lanes one by one). */
+INLINE int vall_zero(vreal x)
+{
+    typedef unsigned long long u64x4 __attribute__((vector_size(32)));
+    u64x4 bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits &= sizeof(real) == 4 ? 0x7fffffff7fffffffULL : 0x7fffffffffffffffULL;
+    return (bits[0] | bits[1] | bits[2] | bits[3]) == 0;
+}
 
 static inline double seconds_now(void)
 {
