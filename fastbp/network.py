@@ -24,6 +24,8 @@ LOSSES = {"cross_entropy": 0, "mse": 1}
 OPTIMIZERS = ("sgd", "gd")
 MAX_LAYERS = 64          # csrc/real.h FBP_MAX_LAYERS
 CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-batch gradients
+WORK_VALUES = 1 << 21    # at most this many input values per chunk: the C work space holds
+                         # a few arrays of (rows, n_inputs), so wide inputs take fewer rows
 RUN_SECONDS = 0.05       # C returns this often during fit, so Ctrl-C is seen quickly
 
 
@@ -201,7 +203,7 @@ class Network:
     # -- the C side -----------------------------------------------------------------
     def _core_for(self, rows, n_threads=None):
         """The CoreNet over this network's arrays with work space for `rows` rows."""
-        rows = max(1, min(rows, CHUNK_ROWS))
+        rows = max(1, min(rows, CHUNK_ROWS, WORK_VALUES // self.layer_sizes[0]))
         n_threads = self.n_threads if n_threads is None else n_threads
         core = self._core
         if core is None or core.max_batch < rows or core.n_threads != n_threads:
