@@ -526,3 +526,18 @@ def test_weights_are_bit_identical_for_any_thread_count(batch_size, zero_below):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_wide_inputs_step_in_chunks_like_the_reference():
+    # 70,000 inputs: the C work space takes at most 2M input values per chunk (29 rows
+    # here), so a batch of 40 is two chunks whose gradients add up before the step;
+    # 90% zeros, so the chunks go through the sparse input layer.
+    sizes = [70000, 4, 3]
+    net = make_net(sizes, "relu", "cross_entropy", "float64", seed=11)
+    ref = reference_of(net)
+    X, y = random_problem(sizes, "cross_entropy", 40, "float64", seed=12, zero_fraction=0.9)
+    for _ in range(2):
+        net.train_step(X, y, lr=0.1, momentum=0.9)
+        ref.train_step(X, y, 0.1, momentum=0.9)
+    assert net._core.max_batch < len(X)
+    assert_close_to_reference(net, ref, **TOLERANCE["float64"])
