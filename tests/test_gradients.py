@@ -70,6 +70,14 @@ def scaled_atol(expected, factor):
     return factor * max(biggest, 1e-3)
 
 
+def assert_gradients_match(got, expected, dtype):
+    """fastbp's gradients against the float64 reference's, at dtype's tolerance."""
+    if dtype == "float64":
+        assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
+    else:
+        assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
+
+
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("n_hidden", [1, 2, 3, 4])
 @pytest.mark.parametrize("loss", LOSSES)
@@ -121,10 +129,7 @@ def test_gradients_over_more_rows_than_one_chunk(activation, loss, dtype):
     X, y = random_problem(sizes, loss, 1100, dtype, seed=6)
     got = net.gradients(X, y)
     _, expected = reference_gradients(net, X, y)
-    if dtype == "float64":
-        assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
-    else:
-        assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
+    assert_gradients_match(got, expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -159,10 +164,7 @@ def test_gradients_from_the_non_zeros_of_a_sparse_input(activation, loss, n, dty
     X[:, 7] = 0   # a feature no sample has
     got = net.gradients(X, y)
     _, expected = reference_gradients(net, X, y)
-    if dtype == "float64":
-        assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
-    else:
-        assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
+    assert_gradients_match(got, expected, dtype)
 
 
 ODD_SHAPES = [
@@ -184,10 +186,7 @@ def test_gradients_with_odd_layer_widths(sizes, loss, activation, dtype):
     X, y = random_problem(sizes, loss, 13, dtype, seed=10)
     got = net.gradients(X, y)
     _, expected = reference_gradients(net, X, y)
-    if dtype == "float64":
-        assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
-    else:
-        assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
+    assert_gradients_match(got, expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -201,10 +200,7 @@ def test_gradients_with_inputs_wider_than_256(sizes, activation, batch, dtype):
     X, y = random_problem(sizes, "cross_entropy", batch, dtype, seed=21, zero_fraction=0.5)
     got = net.gradients(X, y)
     _, expected = reference_gradients(net, X, y)
-    if dtype == "float64":
-        assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
-    else:
-        assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
+    assert_gradients_match(got, expected, dtype)
 
 
 def test_single_output_mse_accepts_1d_targets():
@@ -253,10 +249,7 @@ def test_generic_code_path_gradients_match_reference(generic_isa, activation, lo
         X, y = random_problem(sizes, loss, n, dtype, seed=15, zero_fraction=zeros)
         got = net.gradients(X, y)
         _, expected = reference_gradients(net, X, y)
-        if dtype == "float64":
-            assert_gradients_close(got, expected, rtol=1e-6, atol=1e-12)
-        else:
-            assert_gradients_close(got, expected, rtol=1e-3, atol=scaled_atol(expected, 1e-5))
+        assert_gradients_match(got, expected, dtype)
 
 
 @pytest.mark.parametrize("loss", LOSSES)
