@@ -101,9 +101,9 @@ class Network:
     dtype : "float32" or "float64"
     seed : int or None
         Seeds the initial weights (He-uniform for relu, Glorot-uniform otherwise,
-        zero biases) and the shuffling; the same seed gives identical results
-        (for the same n_threads: threads add partial sums in a fixed order, but a
-        different number of threads adds them differently).
+        zero biases) and the shuffling; the same seed gives bit-identical results,
+        whatever n_threads (every value is summed in the same order whichever thread
+        computes it).
     n_threads : int or None
         Threads that share each layer's work; None: ``$FASTBP_NUM_THREADS``, else
         the CPUs available. ``fit`` and ``train_step`` can override it per call.
