@@ -1,0 +1,90 @@
+"""Failing tests from a review of the train_step fast path (CoreNet.try_train_step in
+fastbp/_core.pyx, Network.train_step in fastbp/network.py)."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+import fastbp
+
+
+def _warm(net, loss="cross_entropy", n=4):
+    """One tiny step, so net._core exists and the next train_step takes the fast path."""
+    X = np.zeros((n, net.layer_sizes[0]), net.dtype)
+    y = np.zeros(n, np.int64) if loss == "cross_entropy" else np.zeros((n, net.layer_sizes[-1]), net.dtype)
+    net.train_step(X, y, lr=1e-9)
+    return net
+
+
+def _same_weights(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a.weights + a.biases, b.weights + b.biases))
+
+
+def test_fast_path_reads_big_endian_X_as_native():
+    # try_train_step compares PyArray_TYPE (NPY_DOUBLE for both '<f8' and '>f8') and
+    # never looks at the byte order, so a big-endian X is handed to C as if native:
+    # the step trains on byte-swapped garbage (loss ~1e244 here). The slow path's
+    # check_X sees X.dtype != float64 and converts it.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 5))
+    y = np.array([0, 2, 1, 2])
+    native = _warm(fastbp.Network([5, 8, 3], seed=0, n_threads=1, dtype="float64"))
+    swapped = _warm(fastbp.Network([5, 8, 3], seed=0, n_threads=1, dtype="float64"))
+    loss_native = native.train_step(X, y, lr=0.1)
+    loss_swapped = swapped.train_step(X.astype(">f8"), y, lr=0.1)
+    assert loss_swapped == loss_native
+    assert _same_weights(native, swapped)
+
+
+def test_fast_path_reads_big_endian_targets_as_native():
+    # Same for mse targets: the type number of '>f8' is that of float64.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 5))
+    y = rng.standard_normal((4, 3))
+    native = _warm(fastbp.Network([5, 8, 3], seed=0, n_threads=1, dtype="float64", loss="mse"), "mse")
+    swapped = _warm(fastbp.Network([5, 8, 3], seed=0, n_threads=1, dtype="float64", loss="mse"), "mse")
+    loss_native = native.train_step(X, y, lr=0.1)
+    loss_swapped = swapped.train_step(X, y.astype(">f8"), lr=0.1)
+    assert loss_swapped == loss_native
+    assert _same_weights(native, swapped)
+
+
+def test_fast_path_0d_y_does_not_crash():
+    # try_train_step reads PyArray_DIM(y, 0) before checking y's number of dimensions;
+    # a 0-d array has no dims (NULL pointer): the interpreter segfaults instead of
+    # train_step raising ValueError. Run in a subprocess so the crash fails this test
+    # only.
+    code = textwrap.dedent("""
+        import numpy as np, fastbp
+        net = fastbp.Network([5, 8, 3], seed=0, n_threads=1, dtype="float64")
+        X = np.zeros((1, 5))
+        net.train_step(X, np.array([0]), lr=0.1)
+        try:
+            net.train_step(X, np.array(0), lr=0.1)
+        except ValueError:
+            print("raised ValueError")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, f"crashed with return code {result.returncode}"
+    assert "raised ValueError" in result.stdout
+
+
+def test_reset_optimizer_is_seen_by_the_fast_path():
+    # reset_optimizer only sets Network._velocity = None; the cached CoreNet still
+    # points at the old velocity arrays, and try_train_step (momentum > 0 and
+    # net.vW != NULL) keeps using them: the step after a reset continues the old
+    # momentum instead of starting from zero velocity.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 5))
+    y = np.array([0, 2, 1, 2])
+    net = fastbp.Network([5, 8, 3], seed=0, n_threads=1, dtype="float64")
+    for _ in range(3):
+        net.train_step(X, y, lr=0.1, momentum=0.9)
+    net.reset_optimizer()
+    fresh = fastbp.Network([5, 8, 3], seed=0, n_threads=1, dtype="float64")
+    fresh.set_weights(net.weights, net.biases)   # same weights, no velocity yet
+    net.train_step(X, y, lr=0.1, momentum=0.9)
+    fresh.train_step(X, y, lr=0.1, momentum=0.9)
+    assert _same_weights(net, fresh)
