@@ -280,13 +280,15 @@ cdef class CoreNet:
             return None
         Xa = <cnp.ndarray>X
         if cnp.PyArray_NDIM(Xa) != 2 or cnp.PyArray_TYPE(Xa) != self.type_num or \
-                not cnp.PyArray_IS_C_CONTIGUOUS(Xa) or cnp.PyArray_DIM(Xa, 1) != self.n_in:
+                not cnp.PyArray_ISNOTSWAPPED(Xa) or not cnp.PyArray_IS_C_CONTIGUOUS(Xa) or \
+                cnp.PyArray_DIM(Xa, 1) != self.n_in:
             return None
         n = cnp.PyArray_DIM(Xa, 0)
         if n < 1 or n > self.max_batch:
             return None
         ya = <cnp.ndarray>y
-        if not cnp.PyArray_IS_C_CONTIGUOUS(ya) or cnp.PyArray_DIM(ya, 0) != n:
+        if cnp.PyArray_NDIM(ya) < 1 or not cnp.PyArray_ISNOTSWAPPED(ya) or \
+                not cnp.PyArray_IS_C_CONTIGUOUS(ya) or cnp.PyArray_DIM(ya, 0) != n:
             return None
         x = cnp.PyArray_DATA(Xa)
         if self.net.loss == FBP_CROSS_ENTROPY:

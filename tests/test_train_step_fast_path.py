@@ -1,5 +1,9 @@
-"""Failing tests from a review of the train_step fast path (CoreNet.try_train_step in
-fastbp/_core.pyx, Network.train_step in fastbp/network.py)."""
+"""train_step's fast path (CoreNet.try_train_step in fastbp/_core.pyx, taken by
+Network.train_step when the arrays and settings are already as C takes them) must
+behave exactly like the Python checks: these came from a review that found it did
+not (byte order, 0-d labels, velocities replaced behind the cached core), plus a
+thread team smaller than asked for."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -88,3 +92,26 @@ def test_reset_optimizer_is_seen_by_the_fast_path():
     net.train_step(X, y, lr=0.1, momentum=0.9)
     fresh.train_step(X, y, lr=0.1, momentum=0.9)
     assert _same_weights(net, fresh)
+
+
+def test_a_smaller_thread_team_than_asked_for_does_not_hang(tmp_path):
+    # OMP_THREAD_LIMIT=1 gives every parallel region one thread whatever n_threads
+    # asks: the barriers must count the threads the region really got (a hang before).
+    code = textwrap.dedent("""
+        import numpy as np, fastbp
+        rng = np.random.default_rng(0)
+        X = rng.random((64, 300), dtype=np.float32); y = rng.integers(0, 10, 64)
+        out = []
+        for n_threads in (1, 3):
+            net = fastbp.Network([300, 128, 10], seed=0, n_threads=n_threads)
+            net.fit(X, y, batch_size=8, epochs=1)
+            net.train_step(X[:1], y[:1], lr=0.1)
+            net.gradients(X, y)
+            out.append(np.concatenate([w.ravel() for w in net.weights]))
+        assert np.array_equal(out[0], out[1])
+        print("ok")
+    """)
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=120,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
