@@ -54,7 +54,7 @@ def test_fast_path_reads_big_endian_targets_as_native():
     assert _same_weights(native, swapped)
 
 
-def test_fast_path_0d_y_does_not_crash():
+def test_fast_path_0d_y_does_not_crash(tmp_path):
     # try_train_step reads PyArray_DIM(y, 0) before checking y's number of dimensions;
     # a 0-d array has no dims (NULL pointer): the interpreter segfaults instead of
     # train_step raising ValueError. Run in a subprocess so the crash fails this test
@@ -70,7 +70,7 @@ def test_fast_path_0d_y_does_not_crash():
             print("raised ValueError")
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, cwd=tmp_path)  # outside the source tree (unbuilt fastbp)
     assert result.returncode == 0, f"crashed with return code {result.returncode}"
     assert "raised ValueError" in result.stdout
 
