@@ -155,13 +155,11 @@ def fmt_time(seconds):
 
 
 def plot(depth_rows, width_rows, fits, path):
+    from fastbp.plot import figure
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        fig = figure(13, 4, dpi=90)
     except ImportError:
         raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
-    fig = Figure(figsize=(13, 4), dpi=90)
-    FigureCanvasAgg(fig)
     by_params, by_depth, speedup = fig.subplots(1, 3)
     P = np.array([r["params"] for r in width_rows])
     for key, label, marker in (("backprop", "backprop", "o"), ("naive", "naive (weight by weight)", "s")):

@@ -106,14 +106,13 @@ def print_table(rows, tools, fit, batch, markdown):
 
 def plot(rows, tools, batch, path):
     """Time against parameters (log-log) for both sweeps, and against depth."""
+    from fastbp.plot import figure
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        fig = figure(11, 4.2)
     except ImportError:
         print(f"matplotlib is not installed: {path} not written (pip install matplotlib)")
         return False
-    fig, (ax_params, ax_depth) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax_params, ax_depth = fig.subplots(1, 2)
     for tool, color in zip(tools, ("tab:blue", "tab:orange", "tab:green")):
         for sweep, marker in (("width", "o"), ("depth", "s")):
             part = [r for r in rows if r["sweep"] == sweep]

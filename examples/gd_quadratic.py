@@ -35,13 +35,11 @@ def trajectory(lr, steps, x0=-3.0):
 
 
 def plot(trajectories, path):
+    from fastbp.plot import figure
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        fig = figure(9, 3.6, dpi=100)
     except ImportError:
         raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
-    fig = Figure(figsize=(9, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     grid = np.linspace(-4.5, 4.5, 200)
     left.plot(grid, grid ** 2, color="0.7", lw=1)

@@ -116,13 +116,11 @@ def train_for(budget, optimizer, batch_size, lr, train, track, n_checkpoints, se
 
 
 def plot(results, path):
+    from fastbp.plot import figure
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        fig = figure(12, 4.4, dpi=90)
     except ImportError:
         raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
-    fig = Figure(figsize=(12, 4.4), dpi=90)
-    FigureCanvasAgg(fig)
     by_updates, by_seconds = fig.subplots(1, 2, sharey=True)
     colors = {}
     for r in results:

@@ -19,14 +19,17 @@ if TYPE_CHECKING:
 MAX_TILES = 64
 
 
-def _figure(width, height):
+def figure(width: float, height: float, dpi: int = 100):
+    """A matplotlib Figure of width x height inches on its own Agg canvas (no pyplot,
+    no window, the session's backend untouched), ready for ``fig.savefig(path)``.
+    Raises ImportError naming the package to install when matplotlib is missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError("fastbp.plot needs matplotlib: pip install fastbp[plot] "
                           "(or pip install matplotlib)") from None
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
@@ -54,7 +57,7 @@ def history(hist: History | Mapping[str, Sequence[float]], path: str | os.PathLi
     acc, val_acc = _series(hist, "accuracy"), _series(hist, "val_accuracy")
     if not (loss or val_loss or acc or val_acc):
         raise ValueError("hist: no per-epoch loss or accuracy to plot")
-    fig = _figure(10, 4)
+    fig = figure(10, 4)
     from matplotlib.ticker import MaxNLocator
     ax_loss, ax_acc = fig.subplots(1, 2)
     for ax, series, title in ((ax_loss, ((loss, "train"), (val_loss, val_label)), "loss"),
@@ -94,7 +97,7 @@ def weights(net: Network, path: str | os.PathLike[str], max_units: int = MAX_TIL
     n = min(W.shape[1], max_units)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig = _figure(cols * 1.1, rows * 1.1 + 0.4)
+    fig = figure(cols * 1.1, rows * 1.1 + 0.4)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for k, ax in enumerate(axes):
         ax.set_axis_off()
