@@ -343,7 +343,8 @@ class Network:
         mean loss before the update. Momentum velocities persist across calls."""
         core, trainer = self._core, _core.Trainer()
         velocity = None if self._velocity is None else self._velocity[0]
-        if n_threads is None and core is not None and core.n_threads == self.n_threads and \
+        wanted = self.n_threads if n_threads is None else n_threads
+        if core is not None and type(wanted) is int and core.n_threads == wanted and \
                 (core.vW is None or core.vW is velocity):
             # The common case (arrays and settings as C takes them, the core set up by
             # the last call with this network's velocities) is checked in C: a few
