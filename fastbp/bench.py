@@ -324,11 +324,23 @@ class _BlasThreads:
 
 
 # -- the per-update comparison -------------------------------------------------------------
-def _speedup(results, other):
-    fb, ot = results.get("fastbp"), results.get(other)
-    if not fb or not ot:
+def paired_speedup(fastbp_times, other_times):
+    """The median over rounds of other's time / fastbp's time in the same round.
+
+    The tools of one round run back to back, so a neighbour that slows the machine
+    for a while slows both sides of each ratio alike; a ratio of the two medians
+    would pair one tool's quiet round with the other's busy one.
+
+    >>> paired_speedup([1.0, 2.0, 1.0], [3.0, 6.0, 2.0])
+    3.0
+    """
+    return statistics.median(o / f for f, o in zip(fastbp_times, other_times))
+
+
+def _speedup(samples, other):
+    if "fastbp" not in samples or other not in samples:
         return None
-    return ot["us_per_update"] / fb["us_per_update"]
+    return paired_speedup(samples["fastbp"], samples[other])
 
 
 def run_updates(nets, batches, tools, repeats, seconds, n_threads, progress=None):
@@ -349,8 +361,8 @@ def run_updates(nets, batches, tools, repeats, seconds, n_threads, progress=None
                                   "gflops": flops / t / 1e9,
                                   "rounds_us": [s * 1e6 for s in samples[tool]]}
             row = {"net": net_name(sizes), "sizes": list(sizes), "batch": batch, "flops": flops,
-                   "tools": per_tool, "speedup_vs_numpy": _speedup(per_tool, "numpy"),
-                   "speedup_vs_torch": _speedup(per_tool, "torch")}
+                   "tools": per_tool, "speedup_vs_numpy": _speedup(samples, "numpy"),
+                   "speedup_vs_torch": _speedup(samples, "torch")}
             rows.append(row)
             if progress:
                 progress(row)
@@ -407,7 +419,7 @@ def run_mnist(X, y, batches, repeats, torch_updates, n_threads, seed=0):
         if torch_s:
             row.update(torch_epoch_s=statistics.median(torch_s), torch_rounds_s=torch_s,
                        torch_updates_measured=measured,
-                       speedup_vs_torch=statistics.median(torch_s) / fastbp_epoch)
+                       speedup_vs_torch=paired_speedup(fastbp_s, torch_s))
         results.append(row)
     return results
 
@@ -633,8 +645,8 @@ def main(argv=None):
                                          progress=_print_progress)
             say("")
             say(format_table(*update_table(out["updates"], ceiling, torch_missing), args.markdown))
-            say("(speed-up = other tool's time / fastbp's time; "
-                "% sgemm = fastbp GFLOP/s / best sgemm GFLOP/s above)")
+            say("(speed-up = median over rounds of other tool's time / fastbp's time in the "
+                "same round; % sgemm = fastbp GFLOP/s / best sgemm GFLOP/s above)")
 
         if args.mnist or args.mnist_only:
             X, y = load_mnist_float32(args.data)
@@ -645,6 +657,8 @@ def main(argv=None):
             out["mnist"] = run_mnist(X, y, mnist_batches, args.mnist_repeats, args.torch_updates,
                                      args.threads)
             say(format_table(*mnist_table(out["mnist"], torch_missing), args.markdown))
+            say("(speed-up = median over epochs of PyTorch's time / fastbp's time, each "
+                "PyTorch epoch run right after a fastbp one)")
 
     out["load_average_at_end"] = _load_average()
     say(f"load average (1 min) at end: {out['load_average_at_end']}")
