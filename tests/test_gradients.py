@@ -167,6 +167,37 @@ def test_gradients_from_the_non_zeros_of_a_sparse_input(activation, loss, n, dty
     assert_gradients_match(got, expected, dtype)
 
 
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layout", ["first_rows_zero", "last_features", "one_feature"])
+def test_sparse_input_blocks_follow_the_non_zeros(layout, dtype):
+    # The sparse input layer cuts its feature blocks so that each holds an equal share
+    # of the non-zeros in the batch's first rows: with these layouts blocks come out
+    # empty, or (first rows all zero) at equal widths. The gradients must not care,
+    # and neither may the thread count.
+    # (Big enough batches that the steps run on several threads.)
+    sizes = [300, 100, 10]
+    X, y = random_problem(sizes, "cross_entropy", 80, dtype, seed=10, zero_fraction=0.85)
+    if layout == "first_rows_zero":
+        X[:4] = 0
+    elif layout == "last_features":
+        X[:, :297] = 0
+    else:
+        X[:, :150] = 0
+        X[:, 151:] = 0
+    net = make_net(sizes, "relu", "cross_entropy", dtype, seed=9)
+    _, expected = reference_gradients(net, X, y)
+    assert_gradients_match(net.gradients(X, y), expected, dtype)
+    weights = []
+    for n_threads in (1, 2, 3):
+        net = make_net(sizes, "relu", "cross_entropy", dtype, seed=9)
+        net.n_threads = n_threads
+        net.fit(X, y, lr=0.1, batch_size=40, epochs=2)
+        weights.append(net.weights[0])
+    for other in weights[1:]:
+        np.testing.assert_array_equal(weights[0], other)
+
+
 ODD_SHAPES = [
     ([1, 3, 2], "cross_entropy"),
     ([3, 17, 33, 2], "cross_entropy"),
