@@ -46,6 +46,7 @@ TOOLS = ("fastbp", "numpy", "torch")
 TOOL_LABELS = {"fastbp": "fastbp", "numpy": "NumPy", "torch": "PyTorch"}
 LR = 1e-3                # small enough that no tool diverges over thousands of updates
 N_PREBUILT = 4           # distinct batches cycled through, so no tool times one cached batch
+ROUND_PAUSE = 0.25       # seconds of rest before each timed round (see measure_interleaved)
 SGEMM_SHAPES = ((512, 784, 256), (2048, 2048, 2048))   # (m, k, n): A (m, k) @ B (k, n)
 QUICK_SGEMM_SHAPES = ((512, 784, 256),)
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
@@ -242,8 +243,11 @@ def measure_interleaved(fns, repeats, seconds):
     samples = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            # A few untimed calls first: the previous tool's threads may still be spinning,
-            # and this one's may have gone to sleep.
+            # The previous tool's threads may still hold the cores: after numpy's last
+            # matmul, OpenBLAS's workers spin for about 0.1 s, which doubled the time of
+            # whichever tool ran next. So every round starts after the same pause, and
+            # a few untimed calls (this tool's own threads may have gone to sleep).
+            time.sleep(ROUND_PAUSE)
             time_per_call(fns[name], max(1, n_calls[name] // 10))
             samples[name].append(time_per_call(fns[name], n_calls[name]))
     return samples
