@@ -320,3 +320,21 @@ def test_a_planted_backpropagation_error_is_detected():
     with pytest.raises(AssertionError, match="dW\\[0\\]"):
         assert_gradients_close(got, finite_difference_gradients(net, X, y), rtol=1e-6, atol=1e-8)
     assert_gradients_close(net.gradients(X, y), expected, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_a_layer_narrower_than_the_thread_count(n_threads):
+    # The weight gradient is split among threads by rows of W: a one-input layer
+    # leaves some threads without rows (and 10 outputs, without bias columns). Still the
+    # reference's gradients, and the same weights whatever the thread count.
+    sizes = [2000, 1, 600, 10]
+    X, y = random_problem(sizes, "cross_entropy", 256, "float64", seed=3)
+    net = make_net(sizes, "relu", "cross_entropy", "float64", seed=4)
+    net.n_threads = n_threads
+    _, expected = reference_gradients(net, X, y)
+    assert_gradients_match(net.gradients(X, y), expected, "float64")
+    one = make_net(sizes, "relu", "cross_entropy", "float64", seed=4)
+    one.n_threads = 1
+    for trained in (net, one):
+        trained.fit(X, y, lr=0.05, batch_size=128, epochs=2)
+    assert_params_equal(net, params_copy(one))
