@@ -47,6 +47,9 @@ class BuildExt(build_ext):
 extension = Extension(
     "fastbp._core",
     sources=["fastbp/_core.pyx"] + sorted(glob("csrc/*.c")),
+    # The kernels' .inc and .h files: without them here, build_ext keeps a stale module
+    # when only those changed.
+    depends=sorted(glob("csrc/*.inc") + glob("csrc/*.h")),
     include_dirs=["csrc", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     # gnu99: the kernels use GCC/Clang vector extensions; -O3 lets the compiler
