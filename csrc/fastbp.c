@@ -35,6 +35,7 @@ int fbp_cpu_has_avx2(void)
 }
 
 int fbp_test_fault_layer = -1;
+int fbp_test_regroup_every = 0;
 
 static int isa = -1;  /* -1: not chosen yet */
 

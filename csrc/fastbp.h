@@ -78,6 +78,10 @@ typedef struct {
     long n_seen;              /* samples seen in the epoch so far */
     double last_lr;           /* learning rate of the last update */
     int status;               /* enum fbp_status */
+    /* C's own, kept across fbp_train_run calls (see "Busy machines" in train.inc): */
+    int team;                 /* threads the epoch loop runs with; 0 before the first call */
+    double team_since;        /* when it took that count */
+    double watch_wall, watch_cpu;  /* wall clock and process CPU time at the window's start */
 } fbp_train;
 
 /* Bytes of fbp_net.work needed for the sizes, max_batch and n_threads in net. */
@@ -130,6 +134,10 @@ long fbp_first_bad_label(const void *labels, int is_int64, long n, int n_classes
 /* Testing only: when >= 0, backpropagation adds 1e-3 to dW[0] of that layer, a
  * planted bug that fastbp.gradcheck must catch. Not part of the Python API. */
 extern int fbp_test_fault_layer;
+
+/* Testing only: when > 0, the epoch loop changes its thread count (all <-> one) every
+ * that many steps, as it does on its own when other processes hold the cores. */
+extern int fbp_test_regroup_every;
 
 /* Instruction-set selection: the best this CPU supports unless forced. */
 int fbp_cpu_has_avx2(void);

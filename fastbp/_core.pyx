@@ -53,6 +53,7 @@ cdef extern from "fastbp.h" nogil:
         long n_seen
         double last_lr
         int status
+        int team
     size_t fbp_work_bytes(const fbp_net *net)
     void fbp_epoch_begin(fbp_train *t)
     long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds)
@@ -68,6 +69,7 @@ cdef extern from "fastbp.h" nogil:
     long fbp_first_nonfinite(int dtype, const void *x, long n)
     long fbp_first_bad_label(const void *labels, int is_int64, long n, int n_classes)
     int fbp_test_fault_layer
+    int fbp_test_regroup_every
     const char *fbp_compiler()
     int fbp_openmp()
     int fbp_cpu_has_avx2()
@@ -367,6 +369,7 @@ cdef class Trainer:
         self.t.n_seen = 0
         self.t.last_lr = 0
         self.t.status = FBP_OK
+        self.t.team = 0
 
     def set_optimizer(self, double lr, double decay, double momentum, double weight_decay,
                       bint nesterov, long step):
@@ -471,3 +474,10 @@ def _set_test_fault(int layer):
     """Testing only: plant an error in layer's dW during backpropagation (-1: none)."""
     global fbp_test_fault_layer
     fbp_test_fault_layer = layer
+
+
+def _set_test_regroup(int every):
+    """Testing only: the epoch loop switches between all threads and one every `every`
+    steps (0: only when other processes hold the cores)."""
+    global fbp_test_regroup_every
+    fbp_test_regroup_every = every

@@ -528,6 +528,29 @@ def test_weights_are_bit_identical_for_any_thread_count(batch_size, zero_below):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("batch_size", [1, 64])
+def test_fit_may_change_its_thread_count_midway(batch_size):
+    """On a busy machine the epoch loop drops to one thread and later tries all again
+    (a CPU-time watch in C); the testing hook makes it switch every few steps. The
+    weights must be the same bits as without switching."""
+    rng = np.random.default_rng(0)
+    X = rng.random((600, 300), dtype=np.float32)
+    X[X < 0.85] = 0
+    y = rng.integers(0, 10, 600)
+    results = []
+    try:
+        for every in (0, 1, 3):
+            fastbp._core._set_test_regroup(every)
+            net = fastbp.Network([300, 100, 64, 10], seed=3, n_threads=2)
+            net.fit(X, y, lr=0.05, momentum=0.9, batch_size=batch_size, epochs=2)
+            results.append(net.weights + net.biases)
+    finally:
+        fastbp._core._set_test_regroup(0)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_wide_inputs_step_in_chunks_like_the_reference():
     # 70,000 inputs: the C work space takes at most 2M input values per chunk (29 rows
     # here), so a batch of 40 is two chunks whose gradients add up before the step;
