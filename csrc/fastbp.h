@@ -52,7 +52,7 @@ typedef struct {
     void **vW, **vb;         /* momentum velocities, same shapes, or NULL without momentum */
     void *work;              /* fbp_work_bytes(net) bytes: activations and deltas */
     int max_batch;           /* rows processed at once; larger batches go in chunks */
-    int n_threads;           /* threads that share each layer by output columns (>= 1) */
+    int n_threads;           /* threads that share each layer's products (>= 1) */
     fbp_profile *profile;    /* NULL, or where to accumulate phase times */
 } fbp_net;
 
