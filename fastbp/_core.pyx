@@ -6,6 +6,8 @@ hands to C has the right dtype, shape and layout, fills the C structs with
 pointers into those arrays, and calls C with the GIL released.
 """
 import numpy as np
+
+from ._memory import aligned_zeros
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint64_t
@@ -120,7 +122,7 @@ cdef class CoreNet:
     cdef readonly int max_batch, n_threads
     cdef readonly tuple sizes
     cdef readonly long n_in, n_out
-    cdef object work
+    cdef readonly object work     # uint8: C's work space (layout in csrc/train.inc)
     cdef int type_num             # NumPy's number for dtype
     cdef object step_labels       # int32 (max_batch,): try_train_step's copy of the labels
 
@@ -146,8 +148,8 @@ cdef class CoreNet:
         for l in range(L):
             self.c_acts[l] = activations[l]
         self.weights, self.biases = weights, biases
-        self.dW = [np.zeros_like(w) for w in weights]
-        self.db = [np.zeros_like(b) for b in biases]
+        self.dW = [aligned_zeros(w.shape, w.dtype) for w in weights]
+        self.db = [aligned_zeros(b.shape, b.dtype) for b in biases]
         self.vW, self.vb = None, None
         self.net.dtype = dtype_code(self.dtype)
         self.net.n_layers = L
@@ -168,7 +170,7 @@ cdef class CoreNet:
         self.n_threads = n_threads
         self.net.work = NULL
         self.net.profile = NULL
-        self.work = np.empty(fbp_work_bytes(&self.net), dtype=np.uint8)
+        self.work = aligned_zeros(fbp_work_bytes(&self.net), np.uint8)
         self.net.work = cnp.PyArray_DATA(self.work)
         self.type_num = np.dtype(self.dtype).num
         self.step_labels = np.empty(max_batch, dtype=np.int32)

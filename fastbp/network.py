@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._memory import aligned_copy, aligned_zeros
 from ._validation import (check_choice, check_dtype, check_labels,
                           check_positive, check_sgd_settings, check_targets, check_X)
 from .optim import Schedule
@@ -157,8 +158,8 @@ class Network:
             relu_in = l < n_hidden and self.activations[l] == "relu"
             limit = np.sqrt(6.0 / n_in) if relu_in else np.sqrt(6.0 / (n_in + n_out))
             w = init_rng.uniform(-limit, limit, size=(n_in, n_out))  # float64, then cast: same across dtypes
-            self._weights.append(np.ascontiguousarray(w, dtype=self.dtype))
-            self._biases.append(np.zeros(n_out, dtype=self.dtype))
+            self._weights.append(aligned_copy(w.astype(self.dtype)))
+            self._biases.append(aligned_zeros(n_out, self.dtype))
         self._velocity = None    # momentum buffers, created at the first update with momentum
         self._core = None        # the C view of the arrays above, built on first use
         self.n_updates_ = 0      # parameter updates applied so far, over all calls
@@ -215,8 +216,8 @@ class Network:
     def _use_velocity(self, core, momentum):
         if momentum > 0:
             if self._velocity is None:
-                self._velocity = ([np.zeros_like(w) for w in self._weights],
-                                  [np.zeros_like(b) for b in self._biases])
+                self._velocity = ([aligned_zeros(w.shape, w.dtype) for w in self._weights],
+                                  [aligned_zeros(b.shape, b.dtype) for b in self._biases])
             core.set_velocity(*self._velocity)
         else:
             core.set_velocity(None, None)

@@ -56,6 +56,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
     _sklearn_validate_data = None
 
 from ._validation import check_dtype
+from ._memory import aligned_copy
 from .network import Network
 
 # scikit-learn's hidden activation names -> fastbp's
@@ -142,7 +143,7 @@ def _network_from_state(state):
                   loss=state["loss"], dtype=state["dtype"])
     net.set_weights(state["weights"], state["biases"])
     if state.get("velocity") is not None:
-        net._velocity = tuple([v.copy() for v in vs] for vs in state["velocity"])
+        net._velocity = tuple([aligned_copy(v) for v in vs] for vs in state["velocity"])
     if state.get("shuffle_state") is not None:
         net._shuffle_state = state["shuffle_state"]
     return net
