@@ -3,6 +3,9 @@
  * which does not depend on dtype, lives here too. */
 #include "fastbp.h"
 #include "fastbp_isa.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define DECLARE_BUILD(dt, isa)                                                                 \
     size_t fbp_work_bytes_##dt##_##isa(const fbp_net *);                                       \
@@ -125,8 +128,8 @@ int fbp_openmp(void)
 #define FIRST_NONFINITE(UINT, MASK)                                          \
     do {                                                                     \
         const UINT *bits = (const UINT *)x;                                  \
-        for (long start = 0; start < n; start += 4096) {                     \
-            long end = n - start < 4096 ? n : start + 4096;                  \
+        for (long start = lo; start < hi; start += 4096) {                   \
+            long end = hi - start < 4096 ? hi : start + 4096;                \
             UINT any = 0;                                                    \
             for (long i = start; i < end; i++) any |= (UINT)((bits[i] & MASK) == MASK); \
             if (any)                                                         \
@@ -136,10 +139,36 @@ int fbp_openmp(void)
         return -1;                                                           \
     } while (0)
 
-long fbp_first_nonfinite(int dtype, const void *x, long n)
+static long first_nonfinite_in(int dtype, const void *x, long lo, long hi)
 {
     if (dtype == FBP_FLOAT32) FIRST_NONFINITE(uint32_t, 0x7f800000u);
     FIRST_NONFINITE(uint64_t, 0x7ff0000000000000ull);
+}
+
+/* A data set is scanned before each fit: one core reads MNIST's 188 MB in about 12
+ * ms, two in about 7. Below this many values one thread is quicker than waking more. */
+#define SCAN_SPLIT_VALUES (1L << 20)
+
+long fbp_first_nonfinite(int dtype, const void *x, long n, int n_threads)
+{
+    if (n_threads <= 1 || n < SCAN_SPLIT_VALUES) return first_nonfinite_in(dtype, x, 0, n);
+    long first = -1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads)
+#endif
+    {
+        int tid = 0, nth = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        long found = first_nonfinite_in(dtype, x, n * tid / nth, n * (tid + 1) / nth);
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+        if (found >= 0 && (first < 0 || found < first)) first = found;
+    }
+    return first;
 }
 
 #define FIRST_BAD_LABEL(UINT)                                                \

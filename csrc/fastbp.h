@@ -126,9 +126,9 @@ int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, lon
                    double lr, double momentum, double weight_decay, int nesterov);
 
 /* Checks of the data, for the Python side: the index of the first NaN/inf among the
- * n values, or of the first label (int32, or int64 when is_int64) outside
- * [0, n_classes); -1 when there is none. */
-long fbp_first_nonfinite(int dtype, const void *x, long n);
+ * n values (scanned by up to n_threads threads when n is large), or of the first
+ * label (int32, or int64 when is_int64) outside [0, n_classes); -1 when there is none. */
+long fbp_first_nonfinite(int dtype, const void *x, long n, int n_threads);
 long fbp_first_bad_label(const void *labels, int is_int64, long n, int n_classes);
 
 /* Testing only: when >= 0, backpropagation adds 1e-3 to dW[0] of that layer, a

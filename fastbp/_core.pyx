@@ -68,7 +68,7 @@ cdef extern from "fastbp.h" nogil:
                         const void *targets, long *n_correct)
     int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
                        double lr, double momentum, double weight_decay, int nesterov)
-    long fbp_first_nonfinite(int dtype, const void *x, long n)
+    long fbp_first_nonfinite(int dtype, const void *x, long n, int n_threads)
     long fbp_first_bad_label(const void *labels, int is_int64, long n, int n_classes)
     int fbp_test_fault_layer
     int fbp_test_regroup_every
@@ -311,9 +311,9 @@ cdef class CoreNet:
                     cnp.PyArray_DIM(ya, 1) != self.n_out:
                 return None
             tgt = cnp.PyArray_DATA(ya)
-            if fbp_first_nonfinite(self.net.dtype, tgt, n * self.n_out) >= 0:
+            if fbp_first_nonfinite(self.net.dtype, tgt, n * self.n_out, 1) >= 0:
                 return None
-        if fbp_first_nonfinite(self.net.dtype, x, n * self.n_in) >= 0:
+        if fbp_first_nonfinite(self.net.dtype, x, n * self.n_in, 1) >= 0:
             return None
         trainer.t.lr, trainer.t.decay, trainer.t.step = r, 0, 0
         trainer.t.momentum, trainer.t.weight_decay, trainer.t.nesterov = m, wd, nest
@@ -431,13 +431,14 @@ def sgd_update_raw(object param, object grad, velocity, double lr, double moment
     return bad
 
 
-def first_nonfinite(a):
-    """Flat index of the first NaN/inf in a C-contiguous float32/float64 array, or -1."""
+def first_nonfinite(a, int n_threads=1):
+    """Flat index of the first NaN/inf in a C-contiguous float32/float64 array, or -1;
+    a large array is scanned by up to n_threads threads."""
     cdef int code = dtype_code(a.dtype)
     cdef const void *x = rdata_of(a, a.dtype, a.shape, "array")
     cdef long n = a.size, i
     with nogil:
-        i = fbp_first_nonfinite(code, x, n)
+        i = fbp_first_nonfinite(code, x, n, n_threads)
     return i
 
 

@@ -59,17 +59,20 @@ def check_sgd_settings(lr: float, momentum: float = 0.0, weight_decay: float = 0
     return lr, momentum, weight_decay, bool(nesterov)
 
 
-def _check_finite(name, a):
-    """Raise if a (C-contiguous float32/float64) holds NaN or inf; scanned in C, no copy."""
-    i = _core.first_nonfinite(a)
+def _check_finite(name, a, n_threads=1):
+    """Raise if a (C-contiguous float32/float64) holds NaN or inf; scanned in C (by up
+    to n_threads threads), no copy."""
+    i = _core.first_nonfinite(a, n_threads)
     if i >= 0:
         where = tuple(int(k) for k in np.unravel_index(i, a.shape))
         raise ValueError(f"{name} contains NaN or inf (first at index {where})")
 
 
-def check_X(X: Any, n_features: int, dtype: Any, name: str = "X") -> npt.NDArray[Any]:
+def check_X(X: Any, n_features: int, dtype: Any, name: str = "X", n_threads: int = 1
+            ) -> npt.NDArray[Any]:
     """X as a C-contiguous (n, n_features) array of dtype: returned as it is when it
-    already is one (no copy), otherwise converted once."""
+    already is one (no copy), otherwise converted once. Checked for NaN/inf by up to
+    n_threads threads."""
     if not (type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous):
         if not hasattr(X, "shape") or not hasattr(X, "dtype"):
             X = np.asarray(X)
@@ -84,7 +87,7 @@ def check_X(X: Any, n_features: int, dtype: Any, name: str = "X") -> npt.NDArray
         raise ValueError(f"{name} has {X.shape[1]} features per sample but the network's input "
                          f"layer has {n_features}")
     X = np.ascontiguousarray(X, dtype=dtype)
-    _check_finite(name, X)
+    _check_finite(name, X, n_threads)
     return X
 
 

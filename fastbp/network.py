@@ -222,9 +222,10 @@ class Network:
         else:
             core.set_velocity(None, None)
 
-    def _check_Xy(self, X: npt.ArrayLike, y: npt.ArrayLike, name: str = "X"
+    def _check_Xy(self, X: npt.ArrayLike, y: npt.ArrayLike, name: str = "X", n_threads: int | None = None
                   ) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.int32] | None, npt.NDArray[np.floating[Any]] | None]:
-        X = check_X(X, self.layer_sizes[0], self.dtype, name)
+        n_threads = self.n_threads if n_threads is None else n_threads
+        X = check_X(X, self.layer_sizes[0], self.dtype, name, n_threads)
         yname = "y" if name == "X" else name.replace("X", "y")
         if self.loss == "cross_entropy":
             return X, check_labels(y, len(X), self.layer_sizes[-1], yname), None
@@ -273,7 +274,7 @@ class Network:
         sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma, tol=tol,
                          n_iter_no_change=n_iter_no_change)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
-        X, labels, targets = self._check_Xy(X, y)
+        X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

@@ -396,3 +396,23 @@ def test_integer_values_of_numpy_types_are_accepted_as_settings():
     b.fit(X, y, lr=np.float64(0.1), batch_size=np.int64(6), epochs=np.int32(2), momentum=np.float64(0.9))
     for l in range(a.n_layers):
         np.testing.assert_array_equal(a.weights[l], b.weights[l])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_large_X_is_scanned_for_nan_in_parts_and_names_the_first(n_threads, dtype):
+    """Over 2^20 values, fit scans X in one part per thread (csrc/fastbp.c); the error
+    still names the first bad value, whichever part holds it, and no weight changes."""
+    rows, n_in = 2600, 500   # 1.3M values
+    X = np.random.default_rng(0).random((rows, n_in)).astype(dtype)
+    y = np.arange(rows) % 3
+    for first in [(5, 1), (1500, 7), (2599, 499)]:
+        bad = X.copy()
+        bad[first] = np.nan
+        bad[-1, -1] = np.inf if first != (2599, 499) else np.nan   # a later one, in the last part
+        net = fastbp.Network([n_in, 4, 3], dtype=dtype, seed=0, n_threads=n_threads)
+        before = params_copy(net)
+        with pytest.raises(ValueError, match=rf"\bX\b contains NaN or inf \(first at index \({first[0]}, {first[1]}\)\)"):
+            net.fit(bad, y, epochs=1)
+        assert_params_equal(net, before)
+    assert fastbp._core.first_nonfinite(X, n_threads) == -1
