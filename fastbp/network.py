@@ -27,6 +27,7 @@ MAX_LAYERS = 64          # csrc/real.h FBP_MAX_LAYERS
 CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-batch gradients
 WORK_VALUES = 1 << 21    # at most this many input values per chunk: the C work space holds
                          # a few arrays of (rows, n_inputs), so wide inputs take fewer rows
+STATUS_OK = _core.STATUS_OK
 RUN_SECONDS = 0.05       # C returns this often during fit, so Ctrl-C is seen quickly
 
 
@@ -346,27 +347,25 @@ class Network:
         core, trainer = self._core, _core.Trainer()
         velocity = None if self._velocity is None else self._velocity[0]
         wanted = self.n_threads if n_threads is None else n_threads
+        loss = None
         if core is not None and type(wanted) is int and core.n_threads == wanted and \
                 (core.vW is None or core.vW is velocity):
             # The common case (arrays and settings as C takes them, the core set up by
             # the last call with this network's velocities) is checked in C: a few
             # microseconds instead of a few tens.
             loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov)
-            if loss is not None:
-                return self._after_step(trainer, loss)
-        lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
-                                                                  nesterov)
-        n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
-        X, labels, targets = self._check_Xy(X, y)
-        core = self._core_for(len(X), n_threads)
-        self._use_velocity(core, momentum)
-        trainer.set_optimizer(lr, 0.0, momentum, weight_decay, bool(nesterov), 0)
-        return self._after_step(trainer, core.train_batch(trainer, X, labels, targets))
-
-    def _after_step(self, trainer, loss):
-        if trainer.status == _core.STATUS_OK:
-            self.n_updates_ += 1
-        self._raise_if_diverged(trainer, 0)
+        if loss is None:
+            lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
+                                                                      nesterov)
+            n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
+            X, labels, targets = self._check_Xy(X, y)
+            core = self._core_for(len(X), n_threads)
+            self._use_velocity(core, momentum)
+            trainer.set_optimizer(lr, 0.0, momentum, weight_decay, bool(nesterov), 0)
+            loss = core.train_batch(trainer, X, labels, targets)
+        if trainer.status != STATUS_OK:
+            self._raise_if_diverged(trainer, 0)
+        self.n_updates_ += 1
         return loss
 
     def profile(self, X, y, batch_size=32, steps=200, lr=0.01, momentum=0.0, n_threads=None):
