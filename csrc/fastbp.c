@@ -152,6 +152,7 @@ static long first_nonfinite_in(int dtype, const void *x, long lo, long hi)
 long fbp_first_nonfinite(int dtype, const void *x, long n, int n_threads)
 {
     if (n_threads <= 1 || n < SCAN_SPLIT_VALUES) return first_nonfinite_in(dtype, x, 0, n);
+    if (n_threads > 64) n_threads = 64;  /* as training's threads (train.inc, threads_of) */
     long first = -1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads)

@@ -358,7 +358,7 @@ class Network:
             lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
                                                                       nesterov)
             n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
-            X, labels, targets = self._check_Xy(X, y)
+            X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
             core = self._core_for(len(X), n_threads)
             self._use_velocity(core, momentum)
             trainer.set_optimizer(lr, 0.0, momentum, weight_decay, bool(nesterov), 0)
