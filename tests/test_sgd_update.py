@@ -130,3 +130,30 @@ def test_sgd_update_rejects_bad_params():
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="param.*writeable"):
         fastbp.sgd_update(frozen, grad, 0.1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [257, 400, 512])
+@pytest.mark.parametrize("opt", [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
+                                 dict(weight_decay=1e-3)])
+def test_a_step_over_two_panels_is_the_gradient_then_sgd_update(batch, opt, dtype):
+    """Over KC (256) samples the weight-gradient product has two panels of K, and
+    train_step fuses the step into the last (csrc/dense.inc, dense_backward_weights):
+    the same bits as gradients() followed by sgd_update, layer by layer."""
+    rng = np.random.default_rng(batch)
+    X = rng.normal(size=(batch, 37)).astype(dtype)
+    y = rng.integers(0, 4, batch)
+    fused = fastbp.Network([37, 24, 4], dtype=dtype, seed=3, n_threads=2)
+    apart = fastbp.Network([37, 24, 4], dtype=dtype, seed=3, n_threads=2)
+    momentum = opt.get("momentum", 0.0)
+    vW = [np.zeros_like(w) for w in apart.weights]
+    vb = [np.zeros_like(b) for b in apart.biases]
+    for _ in range(3):
+        fused.train_step(X, y, lr=0.05, **opt)
+        for l, (dW, db) in enumerate(apart.gradients(X, y)):
+            fastbp.sgd_update(apart.weights[l], dW, 0.05, momentum, vW[l] if momentum else None,
+                              opt.get("weight_decay", 0.0), opt.get("nesterov", False))
+            fastbp.sgd_update(apart.biases[l], db, 0.05, momentum, vb[l] if momentum else None,
+                              0.0, opt.get("nesterov", False))
+    for a, b in zip(fused.weights + fused.biases, apart.weights + apart.biases):
+        np.testing.assert_array_equal(a, b)
