@@ -1,11 +1,28 @@
 /* fastbp.c - the public entry points of fastbp.h. Each picks the build for the
- * network's dtype and this CPU (AVX2+FMA or generic) and calls it; the shuffle,
+ * network's dtype and this CPU (AVX-512, AVX2+FMA or generic) and calls it; the shuffle,
  * which does not depend on dtype, lives here too. */
 #include "fastbp.h"
 #include "fastbp_isa.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+#if FBP_BUILD_AVX2 || FBP_BUILD_AVX512
+#include <cpuid.h>
+#endif
+
+/* The entry points of one build (a dtype on a code path): impl_*.c and simd_*.c
+ * define them as name_<dtype>_<isa> through EXPORT in real.h. */
+typedef struct {
+    size_t (*work_bytes)(const fbp_net *);
+    long (*train_run)(const fbp_net *, fbp_train *, double);
+    double (*train_batch)(const fbp_net *, fbp_train *, const void *, long, const int32_t *,
+                          const void *);
+    double (*gradients)(const fbp_net *, const void *, long, const int32_t *, const void *);
+    void (*predict)(const fbp_net *, const void *, long, void *);
+    double (*evaluate)(const fbp_net *, const void *, long, const int32_t *, const void *, long *);
+    int (*sgd_update)(void *, const void *, void *, long, double, double, double, int);
+} build;
 
 #define DECLARE_BUILD(dt, isa)                                                                 \
     size_t fbp_work_bytes_##dt##_##isa(const fbp_net *);                                       \
@@ -19,6 +36,10 @@
                                      const void *, long *);                                     \
     int fbp_sgd_update_##dt##_##isa(void *, const void *, void *, long, double, double, double, \
                                     int);
+#define BUILD(dt, isa)                                                                    \
+    {fbp_work_bytes_##dt##_##isa, fbp_train_run_##dt##_##isa, fbp_train_batch_##dt##_##isa, \
+     fbp_gradients_##dt##_##isa, fbp_predict_##dt##_##isa, fbp_evaluate_##dt##_##isa,       \
+     fbp_sgd_update_##dt##_##isa}
 
 DECLARE_BUILD(f32, generic)
 DECLARE_BUILD(f64, generic)
@@ -26,6 +47,25 @@ DECLARE_BUILD(f64, generic)
 DECLARE_BUILD(f32, avx2)
 DECLARE_BUILD(f64, avx2)
 #endif
+#if FBP_BUILD_AVX512
+DECLARE_BUILD(f32, avx512)
+DECLARE_BUILD(f64, avx512)
+#endif
+
+/* builds[isa][dtype]; a path this compiler cannot build falls back to generic. */
+static const build builds[3][2] = {
+    {BUILD(f32, generic), BUILD(f64, generic)},
+#if FBP_BUILD_AVX2
+    {BUILD(f32, avx2), BUILD(f64, avx2)},
+#else
+    {BUILD(f32, generic), BUILD(f64, generic)},
+#endif
+#if FBP_BUILD_AVX512
+    {BUILD(f32, avx512), BUILD(f64, avx512)},
+#else
+    {BUILD(f32, generic), BUILD(f64, generic)},
+#endif
+};
 
 int fbp_cpu_has_avx2(void)
 {
@@ -37,69 +77,101 @@ int fbp_cpu_has_avx2(void)
 #endif
 }
 
+/* AVX-512 needs the CPU's instructions (CPUID leaf 7: F, DQ, BW, VL) and the operating
+ * system's consent to keep the wider state across context switches (XCR0 read by
+ * XGETBV: SSE, AVX and the three AVX-512 state components, bits 1-2 and 5-7). */
+int fbp_cpu_has_avx512(void)
+{
+#if FBP_BUILD_AVX512
+    unsigned a, b, c, d;
+    if (!fbp_cpu_has_avx2() || !__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    unsigned need = bit_AVX512F | bit_AVX512DQ | bit_AVX512BW | bit_AVX512VL;
+    if ((b & need) != need) return 0;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    return (xcr0_lo & 0xe6) == 0xe6;
+#else
+    return 0;
+#endif
+}
+
 int fbp_test_fault_layer = -1;
 int fbp_test_regroup_every = 0;
 
 static int isa = -1;  /* -1: not chosen yet */
 
+static int best_isa(void)
+{
+    return fbp_cpu_has_avx512() ? FBP_ISA_AVX512 : fbp_cpu_has_avx2() ? FBP_ISA_AVX2 : FBP_ISA_GENERIC;
+}
+
 int fbp_get_isa(void)
 {
-    if (isa < 0) isa = fbp_cpu_has_avx2() ? FBP_ISA_AVX2 : FBP_ISA_GENERIC;
+    if (isa < 0) isa = best_isa();
     return isa;
 }
 
+/* The requested path if this CPU has it, else the best one below it. */
 int fbp_set_isa(int requested)
 {
-    isa = (requested == FBP_ISA_AVX2 && fbp_cpu_has_avx2()) ? FBP_ISA_AVX2 : FBP_ISA_GENERIC;
+    if (requested == FBP_ISA_AVX512 && fbp_cpu_has_avx512()) isa = FBP_ISA_AVX512;
+    else if (requested >= FBP_ISA_AVX2 && fbp_cpu_has_avx2()) isa = FBP_ISA_AVX2;
+    else isa = FBP_ISA_GENERIC;
     return isa;
 }
 
-/* CALL(name, dtype, args): the build of `name` for dtype and the chosen ISA. */
-#if FBP_BUILD_AVX2
-#define CALL(name, dtype, args)                                                   \
-    ((dtype) == FBP_FLOAT32                                                       \
-         ? (fbp_get_isa() == FBP_ISA_AVX2 ? name##_f32_avx2 args : name##_f32_generic args) \
-         : (fbp_get_isa() == FBP_ISA_AVX2 ? name##_f64_avx2 args : name##_f64_generic args))
-#else
-#define CALL(name, dtype, args) \
-    ((dtype) == FBP_FLOAT32 ? name##_f32_generic args : name##_f64_generic args)
-#endif
+static const build *build_for(int dtype)
+{
+    return &builds[fbp_get_isa()][dtype == FBP_FLOAT32 ? 0 : 1];
+}
 
-size_t fbp_work_bytes(const fbp_net *net) { return CALL(fbp_work_bytes, net->dtype, (net)); }
+/* The most any code path needs, so that a network's work buffer stays large enough
+ * when the path is changed after it was allocated (the avx512 build packs wider
+ * strips). */
+size_t fbp_work_bytes(const fbp_net *net)
+{
+    size_t most = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t bytes = builds[i][net->dtype == FBP_FLOAT32 ? 0 : 1].work_bytes(net);
+        if (bytes > most) most = bytes;
+    }
+    return most;
+}
 
 long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds)
 {
-    return CALL(fbp_train_run, net->dtype, (net, t, max_seconds));
+    return build_for(net->dtype)->train_run(net, t, max_seconds);
 }
 
 double fbp_train_batch(const fbp_net *net, fbp_train *t, const void *X, long n,
                        const int32_t *labels, const void *targets)
 {
-    return CALL(fbp_train_batch, net->dtype, (net, t, X, n, labels, targets));
+    return build_for(net->dtype)->train_batch(net, t, X, n, labels, targets);
 }
 
 double fbp_gradients(const fbp_net *net, const void *X, long n, const int32_t *labels,
                      const void *targets)
 {
-    return CALL(fbp_gradients, net->dtype, (net, X, n, labels, targets));
+    return build_for(net->dtype)->gradients(net, X, n, labels, targets);
 }
 
 void fbp_predict(const fbp_net *net, const void *X, long n, void *out)
 {
-    CALL(fbp_predict, net->dtype, (net, X, n, out));
+    build_for(net->dtype)->predict(net, X, n, out);
 }
 
 double fbp_evaluate(const fbp_net *net, const void *X, long n, const int32_t *labels,
                     const void *targets, long *n_correct)
 {
-    return CALL(fbp_evaluate, net->dtype, (net, X, n, labels, targets, n_correct));
+    return build_for(net->dtype)->evaluate(net, X, n, labels, targets, n_correct);
 }
 
 int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n, double lr,
                    double momentum, double weight_decay, int nesterov)
 {
-    return CALL(fbp_sgd_update, dtype,
-                (param, grad, velocity, n, lr, momentum, weight_decay, nesterov));
+    return build_for(dtype)->sgd_update(param, grad, velocity, n, lr, momentum, weight_decay,
+                                        nesterov);
 }
 
 const char *fbp_compiler(void)

@@ -33,7 +33,7 @@ enum fbp_status {
 };
 
 /* Code paths, for fbp_set_isa / fbp_get_isa. */
-enum fbp_isa { FBP_ISA_GENERIC = 0, FBP_ISA_AVX2 = 1 };
+enum fbp_isa { FBP_ISA_GENERIC = 0, FBP_ISA_AVX2 = 1, FBP_ISA_AVX512 = 2 };
 
 /* Time spent inside C per phase, in seconds, accumulated while fbp_net.profile != NULL. */
 typedef struct {
@@ -140,9 +140,11 @@ extern int fbp_test_fault_layer;
 extern int fbp_test_regroup_every;
 
 /* Instruction-set selection: the best this CPU supports unless forced. */
-int fbp_cpu_has_avx2(void);
+int fbp_cpu_has_avx2(void);   /* AVX2 and FMA */
+int fbp_cpu_has_avx512(void); /* AVX-512 F, DQ, BW and VL, with the OS saving ZMM state */
 int fbp_get_isa(void);
-int fbp_set_isa(int isa);   /* returns the ISA in use after the call */
+int fbp_set_isa(int isa);   /* the requested path, or the best below it that the CPU has;
+                               returns the ISA in use after the call */
 
 /* How this library was built: the compiler and whether it has OpenMP threads. */
 const char *fbp_compiler(void);

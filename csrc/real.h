@@ -1,12 +1,14 @@
 /* real.h - what one instantiation of the kernels sees.
  *
  * The kernels (dense.inc, loss.inc, sgd.inc, train.inc) are written once over the
- * type `real` and compiled four times: float and double, each for the portable
- * x86-64/any-CPU baseline and for AVX2+FMA (see impl_*.c). Before including this
- * file an instantiation defines
+ * type `real` and a vector `vreal` of FBP_VBYTES bytes, and compiled six times: float
+ * and double, each for the portable x86-64/any-CPU baseline, for AVX2+FMA and for
+ * AVX-512 (see impl_*.c and simd_*.c). Before including this file an instantiation
+ * defines
  *   FBP_REAL      float or double
  *   FBP_DT        f32 or f64
- *   FBP_ISA_NAME  generic or avx2
+ *   FBP_ISA_NAME  generic, avx2 or avx512
+ *   FBP_VBYTES    bytes of one vector: 64 for avx512, else 32 (the default)
  */
 #include <math.h>
 #include <string.h>
@@ -20,11 +22,15 @@ typedef FBP_REAL real;
 /* EXPORT(fbp_train_run) -> fbp_train_run_f32_avx2: the only non-static names. */
 #define EXPORT(name) FBP_CAT(name, FBP_DT, FBP_ISA_NAME)
 
-/* A vector of 32 bytes (8 floats or 4 doubles) through GCC/Clang vector
- * extensions: one AVX register on the avx2 build, two SSE registers on the
- * generic one. Loads and stores go through memcpy, so no alignment is assumed. */
-#define VL ((int)(32 / sizeof(real)))
-typedef real vreal __attribute__((vector_size(32)));
+/* A vector of FBP_VBYTES bytes through GCC/Clang vector extensions: one ZMM register
+ * on the avx512 build (16 floats or 8 doubles), one YMM register on the avx2 build and
+ * two SSE registers on the generic one (8 floats or 4 doubles). Loads and stores go
+ * through memcpy, so no alignment is assumed. */
+#ifndef FBP_VBYTES
+#define FBP_VBYTES 32
+#endif
+#define VL ((int)(FBP_VBYTES / sizeof(real)))
+typedef real vreal __attribute__((vector_size(FBP_VBYTES)));
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi" /* the helpers below are always inlined */
 #endif
@@ -44,14 +50,16 @@ INLINE vreal vrelu(vreal x)
 }
 INLINE real vsum(vreal v) { real s = 0; for (int i = 0; i < VL; i++) s += v[i]; return s; }
 /* 1 if every lane of x is 0 (or -0): its bits, sign bits masked off, or-ed together
- * as four 64-bit lanes (cheaper than testing the lanes one by one). */
+ * as 64-bit lanes (cheaper than testing the lanes one by one). */
 INLINE int vall_zero(vreal x)
 {
-    typedef unsigned long long u64x4 __attribute__((vector_size(32)));
-    u64x4 bits;
+    typedef unsigned long long u64v __attribute__((vector_size(FBP_VBYTES)));
+    u64v bits;
     memcpy(&bits, &x, sizeof bits);
     bits &= sizeof(real) == 4 ? 0x7fffffff7fffffffULL : 0x7fffffffffffffffULL;
-    return (bits[0] | bits[1] | bits[2] | bits[3]) == 0;
+    unsigned long long any = 0;
+    for (int k = 0; k < FBP_VBYTES / 8; k++) any |= bits[k];
+    return any == 0;
 }
 
 static inline double seconds_now(void)

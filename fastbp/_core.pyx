@@ -18,7 +18,7 @@ cnp.import_array()
 cdef extern from "fastbp.h" nogil:
     enum: FBP_FLOAT32, FBP_FLOAT64
     enum: FBP_OK, FBP_NONFINITE_LOSS, FBP_NONFINITE_WEIGHTS
-    enum: FBP_ISA_GENERIC, FBP_ISA_AVX2
+    enum: FBP_ISA_GENERIC, FBP_ISA_AVX2, FBP_ISA_AVX512
     enum: FBP_CROSS_ENTROPY, FBP_MSE
     ctypedef struct fbp_profile:
         double gather, forward, backward, update
@@ -75,13 +75,14 @@ cdef extern from "fastbp.h" nogil:
     const char *fbp_compiler()
     int fbp_openmp()
     int fbp_cpu_has_avx2()
+    int fbp_cpu_has_avx512()
     int fbp_get_isa()
     int fbp_set_isa(int isa)
 
 STATUS_OK = FBP_OK
 STATUS_NONFINITE_LOSS = FBP_NONFINITE_LOSS
 STATUS_NONFINITE_WEIGHTS = FBP_NONFINITE_WEIGHTS
-ISA_NAMES = {FBP_ISA_GENERIC: "generic", FBP_ISA_AVX2: "avx2"}
+ISA_NAMES = {FBP_ISA_GENERIC: "generic", FBP_ISA_AVX2: "avx2", FBP_ISA_AVX512: "avx512"}
 
 
 cdef int dtype_code(dtype) except -1:
@@ -461,15 +462,20 @@ def cpu_has_avx2():
     return bool(fbp_cpu_has_avx2())
 
 
+def cpu_has_avx512():
+    return bool(fbp_cpu_has_avx512())
+
+
 def get_isa():
     return ISA_NAMES[fbp_get_isa()]
 
 
 def set_isa(str name):
-    """Force 'generic' or 'avx2' (the latter only where the CPU has it)."""
+    """Use code path 'generic', 'avx2' or 'avx512': the one asked for if this CPU has
+    it, else the best below it. Returns the path in use."""
     codes = {v: k for k, v in ISA_NAMES.items()}
     if name not in codes:
-        raise ValueError(f"unknown code path {name!r}; expected 'generic' or 'avx2'")
+        raise ValueError(f"unknown code path {name!r}; expected one of {sorted(codes)}")
     return ISA_NAMES[fbp_set_isa(codes[name])]
 
 

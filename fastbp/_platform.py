@@ -10,22 +10,25 @@ from . import _core
 from ._version import __version__
 
 
+CODE_PATHS = ("generic", "avx2", "avx512")
+
+
 def select_code_path():
-    """Honour $FASTBP_CPU at import: "generic" forces the portable kernels, "avx2"
-    asks for the AVX2+FMA ones (only where the CPU has them), unset or "auto" picks
-    the best this CPU supports."""
+    """Honour $FASTBP_CPU at import: "generic", "avx2" or "avx512" forces that code
+    path (a path this CPU cannot run warns and falls back to the best one below it);
+    unset or "auto" picks the best this CPU supports."""
     wanted = os.environ.get("FASTBP_CPU", "auto").strip().lower() or "auto"
     if wanted == "auto":
-        _core.set_isa("avx2")
-    elif wanted in ("generic", "avx2"):
+        _core.set_isa("avx512")
+    elif wanted in CODE_PATHS:
         got = _core.set_isa(wanted)
         if got != wanted:
-            warnings.warn(f"FASTBP_CPU={wanted} but this CPU lacks AVX2/FMA; using {got}",
+            warnings.warn(f"FASTBP_CPU={wanted} but this CPU cannot run it; using {got}",
                           RuntimeWarning, stacklevel=2)
     else:
-        warnings.warn(f"FASTBP_CPU={wanted!r} is not one of 'auto', 'generic', 'avx2'; using auto",
-                      RuntimeWarning, stacklevel=2)
-        _core.set_isa("avx2")
+        warnings.warn(f"FASTBP_CPU={wanted!r} is not one of 'auto', 'generic', 'avx2', 'avx512'; "
+                      "using auto", RuntimeWarning, stacklevel=2)
+        _core.set_isa("avx512")
 
 
 def info():
@@ -41,12 +44,13 @@ def info():
         "version": __version__,
         "code_path": _core.get_isa(),
         "cpu_has_avx2_fma": _core.cpu_has_avx2(),
+        "cpu_has_avx512": _core.cpu_has_avx512(),
         "cpu": cpu_name(),
         "threads": default_threads(),
         "openmp": bool(build["openmp"]),
         "compiler": build["compiler"],
         "compile_flags": "-O3 -std=gnu99" + (" -fopenmp" if build["openmp"] else "")
-                         + "; AVX2+FMA kernels by target pragma, chosen at run time",
+                         + "; AVX2+FMA and AVX-512 kernels by target pragma, chosen at run time",
         "blas": "none: fastbp's own kernels (NumPy's BLAS is used only by the NumPy reference)",
         "numpy": np.__version__,
         "python": platform.python_version(),

@@ -401,6 +401,7 @@ def cmd_info(args, out):
     details.setdefault("version", __version__)
     details.setdefault("code_path", _core.get_isa())
     details.setdefault("cpu_has_avx2_fma", bool(_core.cpu_has_avx2()))
+    details.setdefault("cpu_has_avx512", bool(_core.cpu_has_avx512()))
     if "threads" not in details:
         from . import network
         details["threads"] = network.default_threads() if hasattr(network, "default_threads") else 1

@@ -1,0 +1,23 @@
+/* The same kernels in double, compiled for AVX-512 (F, VL, BW, DQ) with 64-byte vectors
+ * and the wider register tile of dense.inc. Only this file gets those instructions
+ * (through the target pragma, not a global -march flag), and fastbp.c calls it only
+ * on a CPU, and under an operating system, that support them. */
+#include "fastbp_isa.h"
+#if FBP_BUILD_AVX512
+#define FBP_REAL double
+#define FBP_DT f64
+#define FBP_ISA_NAME avx512
+#define FBP_VBYTES 64
+/* System headers first, so that only fastbp code is compiled for AVX-512. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+FBP_TARGET_AVX512_BEGIN
+#include "real.h"
+#include "sgd.inc"
+#include "dense.inc"
+#include "loss.inc"
+#include "train.inc"
+FBP_TARGET_AVX512_END
+#endif
