@@ -84,9 +84,14 @@ def test_fastbp_cpu_generic_selects_generic_code_path(gradients_by_cpu_setting):
     assert info["code_path"] == "generic"
 
 
-def test_default_code_path_is_avx2_exactly_when_the_cpu_has_it(gradients_by_cpu_setting):
+def best_code_path(info):
+    return ("avx512" if info["cpu_has_avx512"] else "avx2" if info["cpu_has_avx2_fma"]
+            else "generic")
+
+
+def test_default_code_path_is_the_best_the_cpu_has(gradients_by_cpu_setting):
     info = gradients_by_cpu_setting[None]["info"]
-    assert info["code_path"] == ("avx2" if info["cpu_has_avx2_fma"] else "generic")
+    assert info["code_path"] == best_code_path(info)
 
 
 @pytest.mark.parametrize("case, rtol, atol", [("relu_ce_f32", 1e-4, 1e-6),
@@ -191,9 +196,9 @@ def test_wheel_runs_from_a_fresh_venv_outside_the_source_tree(venv_python, tmp_p
     venv_root = Path(venv_python).parent.parent.resolve()
     assert Path(default["file"]).resolve().is_relative_to(venv_root), default["file"]
     info = default["info"]
-    assert info["code_path"] == ("avx2" if info["cpu_has_avx2_fma"] else "generic")
+    assert info["code_path"] == best_code_path(info)
     if X86_64 and info["cpu_has_avx2_fma"]:
-        assert info["code_path"] == "avx2"
+        assert info["code_path"] in ("avx2", "avx512")
     assert generic["info"]["code_path"] == "generic"
     np.testing.assert_allclose(default["proba"], generic["proba"], rtol=1e-3, atol=1e-5)
     agree = np.mean(np.array(default["labels"]) == np.array(generic["labels"]))
@@ -256,10 +261,11 @@ def instruction_counts_by_source(so_path):
         address, mnemonic, operands = int(m.group(1), 16), m.group(2), m.group(3)
         i = bisect.bisect_right(starts, address) - 1
         source = spans[i][2] if i >= 0 and address < spans[i][1] else "(no debug info)"
-        c = counts.setdefault(source, {"instructions": 0, "vex": 0, "ymm": 0, "fma": 0})
+        c = counts.setdefault(source, {"instructions": 0, "vex": 0, "ymm": 0, "zmm": 0, "fma": 0})
         c["instructions"] += 1
         c["vex"] += mnemonic.startswith("v") and mnemonic not in ("verr", "verw")
         c["ymm"] += "%ymm" in operands
+        c["zmm"] += "%zmm" in operands
         c["fma"] += bool(re.match(r"vf(n?)m(add|sub)", mnemonic))
     return counts
 
@@ -267,18 +273,20 @@ def instruction_counts_by_source(so_path):
 @wheel_test
 @pytest.mark.skipif(not X86_64 or not sys.platform.startswith("linux"),
                     reason="the AVX2 variant exists only in x86-64 ELF builds")
-def test_avx2_instructions_only_in_the_dispatched_kernels(wheel_path, tmp_path):
+def test_vector_instructions_only_in_the_dispatched_kernels(wheel_path, tmp_path):
     if shutil.which("objdump") is None or importlib.util.find_spec("elftools") is None:
         pytest.skip("needs objdump (binutils) and pyelftools (pip install pyelftools)")
     with zipfile.ZipFile(wheel_path) as wheel:
         [so_name] = [n for n in wheel.namelist() if re.match(r"fastbp/_core.*\.so$", n)]
         so_path = wheel.extract(so_name, tmp_path)
     counts = instruction_counts_by_source(so_path)
-    avx2_sources = {s for s in counts if s.startswith("simd_avx2_")}
-    assert avx2_sources == {"simd_avx2_f32.c", "simd_avx2_f64.c"}, counts
-    for source in avx2_sources:                    # the check sees AVX2 where it is
-        assert counts[source]["ymm"] > 0 and counts[source]["fma"] > 0, (source, counts[source])
-    leaks = {s: c for s, c in counts.items() if s not in avx2_sources and c["vex"]}
+    dispatched = {s for s in counts if s.startswith("simd_")}
+    assert dispatched == {"simd_avx2_f32.c", "simd_avx2_f64.c", "simd_avx512_f32.c",
+                          "simd_avx512_f64.c"}, counts
+    for source in dispatched:                      # the check sees AVX2/AVX-512 where it is
+        register = "zmm" if source.startswith("simd_avx512_") else "ymm"
+        assert counts[source][register] > 0 and counts[source]["fma"] > 0, (source, counts[source])
+    leaks = {s: c for s, c in counts.items() if s not in dispatched and c["vex"]}
     assert not leaks, f"AVX instructions outside the dispatched kernels: {leaks}"
 
 
