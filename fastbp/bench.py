@@ -279,6 +279,20 @@ def _load_average():
         return None
 
 
+def cpu_vector_flags():
+    """The CPU's vector-instruction flags from /proc/cpuinfo (Linux), e.g. 'avx2 fma
+    avx512f ...': what the code-path choice was made from."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return " ".join(x for x in flags if x in ("fma", "avx2") or x.startswith("avx512"))
+    except OSError:
+        pass
+    return "unknown (no /proc/cpuinfo)"
+
+
 def machine_info(n_threads):
     """The machine and libraries a run measured: CPU, threads, BLAS, code paths."""
     torch = import_torch()
@@ -291,6 +305,7 @@ def machine_info(n_threads):
         "numpy_blas": numpy_blas(),
         "fastbp": __version__,
         "fastbp_isa": _core.get_isa(),
+        "cpu_vector_flags": cpu_vector_flags(),
         "fastbp_n_threads": n_threads if _accepts(Network.train_step, "n_threads")
         else "default (this build's train_step takes no n_threads)",
         "torch": torch.__version__ if torch is not None else NOT_INSTALLED,
@@ -506,6 +521,7 @@ def describe_machine(info, sgemm, markdown=False):
     lines = [
         f"{bullet}machine: {info['cpu']}, {info['logical_cpus']} logical CPUs; threads per tool: {info['threads']}",
         f"{bullet}fastbp {info['fastbp']}, code path {info['fastbp_isa']}, threads {info['fastbp_n_threads']}",
+        f"{bullet}CPU vector flags: {info.get('cpu_vector_flags', 'unknown')}",
         f"{bullet}numpy {info['numpy']}, BLAS {info['numpy_blas']}",
         f"{bullet}PyTorch {torch}",
     ]
