@@ -32,6 +32,11 @@ enum fbp_status {
     FBP_NONFINITE_WEIGHTS = 2  /* an update overflowed to NaN/inf */
 };
 
+/* What turns a gradient into an update (csrc/optim.inc). FBP_RULE_TEST_RMS keeps two
+ * state arrays per parameter array (vW/vb and sW/sb), as Adam will: testing only, it
+ * shows that such a rule fits the kernels' one update seam. */
+enum fbp_rule { FBP_RULE_SGD = 0, FBP_RULE_TEST_RMS = 1 };
+
 /* Code paths, for fbp_set_isa / fbp_get_isa. */
 enum fbp_isa { FBP_ISA_GENERIC = 0, FBP_ISA_AVX2 = 1, FBP_ISA_AVX512 = 2 };
 
@@ -49,7 +54,10 @@ typedef struct {
     int loss;                /* enum fbp_loss */
     void **W, **b;           /* (L,) pointers to (sizes[l], sizes[l+1]) and (sizes[l+1],) */
     void **dW, **db;         /* gradients, same shapes */
-    void **vW, **vb;         /* momentum velocities, same shapes, or NULL without momentum */
+    void **vW, **vb;         /* the update rule's state: momentum velocities, same shapes,
+                                or NULL without momentum */
+    int rule;                /* enum fbp_rule */
+    void **sW, **sb;         /* a rule's second state arrays, same shapes, or NULL */
     void *work;              /* fbp_work_bytes(net) bytes: activations and deltas */
     int max_batch;           /* rows processed at once; larger batches go in chunks */
     int n_threads;           /* threads that share each layer's products (>= 1) */

@@ -3,7 +3,7 @@
 #define FBP_DT f64
 #define FBP_ISA_NAME generic
 #include "real.h"
-#include "sgd.inc"
+#include "optim.inc"
 #include "dense.inc"
 #include "loss.inc"
 #include "train.inc"

@@ -12,7 +12,7 @@
 #include <time.h>
 FBP_TARGET_AVX2_BEGIN
 #include "real.h"
-#include "sgd.inc"
+#include "optim.inc"
 #include "dense.inc"
 #include "loss.inc"
 #include "train.inc"

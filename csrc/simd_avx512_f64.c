@@ -15,7 +15,7 @@
 #include <time.h>
 FBP_TARGET_AVX512_BEGIN
 #include "real.h"
-#include "sgd.inc"
+#include "optim.inc"
 #include "dense.inc"
 #include "loss.inc"
 #include "train.inc"

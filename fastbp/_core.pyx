@@ -20,6 +20,7 @@ cdef extern from "fastbp.h" nogil:
     enum: FBP_OK, FBP_NONFINITE_LOSS, FBP_NONFINITE_WEIGHTS
     enum: FBP_ISA_GENERIC, FBP_ISA_AVX2, FBP_ISA_AVX512
     enum: FBP_CROSS_ENTROPY, FBP_MSE
+    enum: FBP_RULE_SGD, FBP_RULE_TEST_RMS
     ctypedef struct fbp_profile:
         double gather, forward, backward, update
         long steps
@@ -35,6 +36,9 @@ cdef extern from "fastbp.h" nogil:
         void **db
         void **vW
         void **vb
+        int rule
+        void **sW
+        void **sb
         void *work
         int max_batch
         int n_threads
@@ -117,8 +121,8 @@ cdef class CoreNet:
     cdef fbp_profile prof
     cdef int *c_sizes
     cdef int *c_acts
-    cdef void **ptrs              # 6 blocks of n_layers pointers: W b dW db vW vb
-    cdef readonly list weights, biases, dW, db, vW, vb
+    cdef void **ptrs              # 8 blocks of n_layers pointers: W b dW db vW vb sW sb
+    cdef readonly list weights, biases, dW, db, vW, vb, sW, sb
     cdef readonly object dtype
     cdef readonly int max_batch, n_threads
     cdef readonly tuple sizes
@@ -141,7 +145,7 @@ cdef class CoreNet:
         self.max_batch = max_batch
         self.c_sizes = <int *>PyMem_Malloc((L + 1) * sizeof(int))
         self.c_acts = <int *>PyMem_Malloc(L * sizeof(int))
-        self.ptrs = <void **>PyMem_Malloc(6 * L * sizeof(void *))
+        self.ptrs = <void **>PyMem_Malloc(8 * L * sizeof(void *))
         if self.c_sizes == NULL or self.c_acts == NULL or self.ptrs == NULL:
             raise MemoryError()
         for l in range(L + 1):
@@ -166,6 +170,9 @@ cdef class CoreNet:
             self.net.dW[l] = data_of(self.dW[l], self.dtype, shape, "dW")
             self.net.db[l] = data_of(self.db[l], self.dtype, shape[1:], "db")
         self.net.vW = self.net.vb = NULL
+        self.net.rule = FBP_RULE_SGD
+        self.net.sW = self.net.sb = NULL
+        self.sW, self.sb = None, None
         self.net.max_batch = max_batch
         self.net.n_threads = n_threads
         self.n_threads = n_threads
@@ -193,6 +200,22 @@ cdef class CoreNet:
             self.ptrs[5 * L + l] = data_of(vb[l], self.dtype, self.biases[l].shape, "velocity")
         self.vW, self.vb = vW, vb
         self.net.vW, self.net.vb = self.ptrs + 4 * L, self.ptrs + 5 * L
+
+    def _set_test_rule(self, list sW, list sb):
+        """Testing only: update with FBP_RULE_TEST_RMS (csrc/optim.inc), its first state
+        the velocities (set_velocity), its second these arrays; None: back to SGD."""
+        cdef int L = self.net.n_layers, l
+        if sW is None:
+            self.sW = self.sb = None
+            self.net.sW = self.net.sb = NULL
+            self.net.rule = FBP_RULE_SGD
+            return
+        for l in range(L):
+            self.ptrs[6 * L + l] = data_of(sW[l], self.dtype, self.weights[l].shape, "state")
+            self.ptrs[7 * L + l] = data_of(sb[l], self.dtype, self.biases[l].shape, "state")
+        self.sW, self.sb = sW, sb
+        self.net.sW, self.net.sb = self.ptrs + 6 * L, self.ptrs + 7 * L
+        self.net.rule = FBP_RULE_TEST_RMS
 
     def profile_start(self):
         self.prof.gather = self.prof.forward = self.prof.backward = self.prof.update = 0
