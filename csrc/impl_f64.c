@@ -4,6 +4,10 @@
 #define FBP_ISA_NAME generic
 #include "real.h"
 #include "optim.inc"
-#include "dense.inc"
+#include "gemm.inc"
+#include "layers.inc"
+#include "small_batch.inc"
+#include "sparse.inc"
 #include "loss.inc"
+#include "threads.inc"
 #include "train.inc"

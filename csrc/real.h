@@ -1,6 +1,6 @@
 /* real.h - what one instantiation of the kernels sees.
  *
- * The kernels (optim.inc, dense.inc, loss.inc, train.inc) are written once over the
+ * The kernels (the .inc files: see README.md beside this file) are written once over the
  * type `real` and a vector `vreal` of FBP_VBYTES bytes, and compiled six times: float
  * and double, each for the portable x86-64/any-CPU baseline, for AVX2+FMA and for
  * AVX-512 (see impl_*.c and simd_*.c). Before including this file an instantiation

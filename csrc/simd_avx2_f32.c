@@ -13,8 +13,12 @@
 FBP_TARGET_AVX2_BEGIN
 #include "real.h"
 #include "optim.inc"
-#include "dense.inc"
+#include "gemm.inc"
+#include "layers.inc"
+#include "small_batch.inc"
+#include "sparse.inc"
 #include "loss.inc"
+#include "threads.inc"
 #include "train.inc"
 FBP_TARGET_AVX2_END
 #endif

@@ -1,5 +1,5 @@
 /* The same kernels in double, compiled for AVX-512 (F, VL, BW, DQ) with 64-byte vectors
- * and the wider register tile of dense.inc. Only this file gets those instructions
+ * and the wider register tile of gemm.inc. Only this file gets those instructions
  * (through the target pragma, not a global -march flag), and fastbp.c calls it only
  * on a CPU, and under an operating system, that support them. */
 #include "fastbp_isa.h"
@@ -16,8 +16,12 @@
 FBP_TARGET_AVX512_BEGIN
 #include "real.h"
 #include "optim.inc"
-#include "dense.inc"
+#include "gemm.inc"
+#include "layers.inc"
+#include "small_batch.inc"
+#include "sparse.inc"
 #include "loss.inc"
+#include "threads.inc"
 #include "train.inc"
 FBP_TARGET_AVX512_END
 #endif
