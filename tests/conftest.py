@@ -50,6 +50,27 @@ def generic_isa():
         _core.set_isa(previous)
 
 
+def available_paths():
+    """The code paths this CPU can run, portable first."""
+    paths = ["generic"]
+    if _core.cpu_has_avx2():
+        paths.append("avx2")
+    if _core.cpu_has_avx512():
+        paths.append("avx512")
+    return paths
+
+
+@pytest.fixture(params=available_paths())
+def code_path(request):
+    """Runs the test once on each code path this CPU can run, then restores the one in force."""
+    previous = _core.get_isa()
+    assert _core.set_isa(request.param) == request.param
+    try:
+        yield request.param
+    finally:
+        _core.set_isa(previous)
+
+
 def random_problem(sizes, loss, n, dtype="float64", seed=0, zero_fraction=0.0):
     """Inputs X (n, sizes[0]) and matching y: integer labels for cross_entropy,
     targets (n, sizes[-1]) for mse. With zero_fraction, that share of X's entries

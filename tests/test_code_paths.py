@@ -15,16 +15,8 @@ import pytest
 
 from fastbp import _core, reference
 
-from conftest import assert_params_equal, make_net, params_copy, random_problem, reference_of
-
-
-def available_paths():
-    paths = ["generic"]
-    if _core.cpu_has_avx2():
-        paths.append("avx2")
-    if _core.cpu_has_avx512():
-        paths.append("avx512")
-    return paths
+from conftest import (assert_params_equal, available_paths, make_net, params_copy, random_problem,
+                      reference_of)
 
 
 PATHS = available_paths()
@@ -34,16 +26,6 @@ BATCHES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17, 31, 33, 120, 121, 192, 193
 # Output widths around one and two vectors of each path (8/16/32 floats).
 WIDTHS = (3, 8, 10, 16, 17, 33)
 INPUTS = {"dense": 0.0, "compact": None, "sparse": 0.85}
-
-
-@pytest.fixture(params=PATHS)
-def code_path(request):
-    previous = _core.get_isa()
-    assert _core.set_isa(request.param) == request.param
-    try:
-        yield request.param
-    finally:
-        _core.set_isa(previous)
 
 
 def problem(sizes, loss, n, dtype, inputs, seed):

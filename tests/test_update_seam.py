@@ -21,24 +21,6 @@ from fastbp.network import ACTIVATIONS, LOSSES
 from conftest import make_net, random_problem
 
 
-def available_paths():
-    paths = ["generic"]
-    if _core.cpu_has_avx2():
-        paths.append("avx2")
-    if _core.cpu_has_avx512():
-        paths.append("avx512")
-    return paths
-
-
-@pytest.fixture(params=available_paths())
-def code_path(request):
-    previous = _core.get_isa()
-    assert _core.set_isa(request.param) == request.param
-    try:
-        yield request.param
-    finally:
-        _core.set_isa(previous)
-
 
 def core_with_test_rule(net, max_batch, n_threads):
     acts = [ACTIVATIONS[a] for a in net.activations] + [ACTIVATIONS["identity"]]
