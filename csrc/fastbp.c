@@ -126,13 +126,14 @@ static const build *build_for(int dtype)
     return &builds[fbp_get_isa()][dtype == FBP_FLOAT32 ? 0 : 1];
 }
 
-/* The most any code path needs, so that a network's work buffer stays large enough
- * when the path is changed after it was allocated (the avx512 build packs wider
- * strips). */
+/* The most any code path this CPU can run needs, so that a network's work buffer stays
+ * large enough when the path is changed after it was allocated (the avx512 build packs
+ * wider strips). Only those paths are asked: a build for an instruction set the CPU
+ * lacks may use its instructions anywhere, its size function included. */
 size_t fbp_work_bytes(const fbp_net *net)
 {
     size_t most = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i <= best_isa(); i++) {
         size_t bytes = builds[i][net->dtype == FBP_FLOAT32 ? 0 : 1].work_bytes(net);
         if (bytes > most) most = bytes;
     }

@@ -210,6 +210,8 @@ cdef class CoreNet:
             self.net.sW = self.net.sb = NULL
             self.net.rule = FBP_RULE_SGD
             return
+        if self.net.vW == NULL:
+            raise ValueError("the test rule's first state is the velocity: call set_velocity first")
         for l in range(L):
             self.ptrs[6 * L + l] = data_of(sW[l], self.dtype, self.weights[l].shape, "state")
             self.ptrs[7 * L + l] = data_of(sb[l], self.dtype, self.biases[l].shape, "state")

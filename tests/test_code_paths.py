@@ -102,7 +102,8 @@ def test_fused_sgd_steps_match_reference_on_every_path(code_path, batch, dtype, 
 @pytest.mark.parametrize("inputs", list(INPUTS))
 @pytest.mark.parametrize("batch", [2, 24, 300])
 def test_training_is_bit_identical_for_any_thread_count_on_every_path(code_path, batch, inputs):
-    sizes = [200, 64, 10]
+    # 76k multiply-adds per row: every batch below is worth two threads (threads_for).
+    sizes = [784, 96, 10]
     X, y = problem(sizes, "cross_entropy", 600, "float32", inputs, seed=5)
     results = []
     for n_threads in (1, 2, 3):

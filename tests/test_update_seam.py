@@ -22,6 +22,12 @@ from conftest import make_net, random_problem
 
 
 
+# 159k multiply-adds per row: every batch below runs on two threads (csrc/threads.inc,
+# threads_for: from 32k per step for 1-3 rows, 1M for more), so the threads' offsets
+# into the parameters and both state arrays are exercised.
+WIDE_ENOUGH_FOR_TWO_THREADS = [784, 200, 10]
+
+
 def core_with_test_rule(net, max_batch, n_threads):
     acts = [ACTIVATIONS[a] for a in net.activations] + [ACTIVATIONS["identity"]]
     core = _core.CoreNet(net.layer_sizes, acts, LOSSES[net.loss], net._weights, net._biases,
@@ -43,7 +49,9 @@ def numpy_rule(params, grads, m, s, lr, momentum, weight_decay):
 def train_both(sizes, batch, max_batch, zero_fraction, n_threads=2, steps=3, seed=0):
     net = make_net(sizes, "relu", "cross_entropy", "float64", seed=seed)
     X, y = random_problem(sizes, "cross_entropy", batch, "float64", seed=seed + 1,
-                          zero_fraction=zero_fraction)
+                          zero_fraction=zero_fraction or 0.0)
+    if zero_fraction is None:  # compact: a third of the features zero in every row
+        X[:, ::3] = 0
     weights = [w.copy() for w in net.weights]
     biases = [b.copy() for b in net.biases]
     m = [np.zeros_like(p) for p in weights + biases]
@@ -67,12 +75,12 @@ def train_both(sizes, batch, max_batch, zero_fraction, n_threads=2, steps=3, see
     (3, 3, 0.0),      # small-batch rows, B = 3
     (8, 8, 0.0),      # packed GEMM epilogue, one panel of K
     (8, 8, 0.85),     # sparse input layer
-    (20, 20, 0.5),    # features no row has skipped (compact input)
+    (20, 20, None),   # features no row has skipped (compact input)
     (300, 300, 0.0),  # the update fused into the last of two panels of K
     (40, 16, 0.0),    # three chunks: gradients first, then the unfused pass
 ])
 def test_a_two_state_rule_runs_through_every_kernel_site(code_path, batch, max_batch, zeros):
-    sizes = [70, 37, 10]
+    sizes = WIDE_ENOUGH_FOR_TWO_THREADS
     net, weights, biases, core, m, s = train_both(sizes, batch, max_batch, zeros)
     for l in range(net.n_layers):
         np.testing.assert_allclose(net.weights[l], weights[l], rtol=1e-10, atol=1e-12,
@@ -84,9 +92,9 @@ def test_a_two_state_rule_runs_through_every_kernel_site(code_path, batch, max_b
         np.testing.assert_allclose(core.sW[l], s[l], rtol=1e-10, atol=1e-12, err_msg=f"s[{l}]")
 
 
-@pytest.mark.parametrize("batch, max_batch", [(2, 2), (24, 24), (300, 300), (40, 16)])
+@pytest.mark.parametrize("batch, max_batch", [(2, 2), (8, 8), (24, 24), (300, 300), (40, 16)])
 def test_the_two_state_rule_gives_the_same_bits_for_any_thread_count(code_path, batch, max_batch):
-    sizes = [70, 37, 10]
+    sizes = WIDE_ENOUGH_FOR_TWO_THREADS
     results = [train_both(sizes, batch, max_batch, 0.3, n_threads=n)[0] for n in (1, 2, 3)]
     for net in results[1:]:
         for a, b in zip(net.weights + net.biases, results[0].weights + results[0].biases):
