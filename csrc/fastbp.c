@@ -133,7 +133,8 @@ static const build *build_for(int dtype)
 size_t fbp_work_bytes(const fbp_net *net)
 {
     size_t most = 0;
-    for (int i = 0; i <= best_isa(); i++) {
+    int best = best_isa();
+    for (int i = 0; i <= best; i++) {
         size_t bytes = builds[i][net->dtype == FBP_FLOAT32 ? 0 : 1].work_bytes(net);
         if (bytes > most) most = bytes;
     }
