@@ -2,8 +2,8 @@
  *
  * A network is a stack of dense layers. Layer l maps activations A_l (B, sizes[l])
  * to A_{l+1} (B, sizes[l+1]) through W_l (sizes[l], sizes[l+1]) and b_l (sizes[l+1]).
- * All arrays are flat, row-major and owned by the caller (Python): C allocates
- * nothing and frees nothing. Every array of one network has the same dtype
+ * All arrays are row-major and owned by the caller (Python): C allocates nothing and
+ * frees nothing. Every array of one network has the same dtype
  * (float32 or float64), chosen by fbp_net.dtype; the implementation for that dtype
  * and for the best instruction set of this CPU is selected at run time.
  */
@@ -33,8 +33,8 @@ enum fbp_status {
 };
 
 /* What turns a gradient into an update (csrc/optim.inc). FBP_RULE_TEST_RMS keeps two
- * state arrays per parameter array (vW/vb and sW/sb), as Adam will: testing only, it
- * shows that such a rule fits the kernels' one update seam. */
+ * state arrays (state[0] and state[1]), as Adam will: testing only, it shows that such
+ * a rule fits the kernels' one update seam. */
 enum fbp_rule { FBP_RULE_SGD = 0, FBP_RULE_TEST_RMS = 1 };
 
 /* Code paths, for fbp_set_isa / fbp_get_isa. */
@@ -52,12 +52,20 @@ typedef struct {
     const int *sizes;        /* (L + 1,) */
     const int *activations;  /* (L,) enum fbp_activation; the last is FBP_IDENTITY */
     int loss;                /* enum fbp_loss */
-    void **W, **b;           /* (L,) pointers to (sizes[l], sizes[l+1]) and (sizes[l+1],) */
-    void **dW, **db;         /* gradients, same shapes */
-    void **vW, **vb;         /* the update rule's state: momentum velocities, same shapes,
-                                or NULL without momentum */
+    /* The parameters, their gradients and the update rule's state are flat arrays of
+     * n_params values with one layout (llm.c's params_memory/grads_memory): layer l's
+     * W_l (sizes[l], sizes[l+1]) starts at w_offset[l] and its b_l (sizes[l+1],) at
+     * b_offset[l]. Every weight comes before every bias, in [0, n_weights), so a rule
+     * that decays weights only is still one pass over each part. The values between
+     * layers (padding that starts each layer on a cache line) are zero in every array
+     * and stay zero: a zero gradient at a zero parameter with zero state is no step. */
+    long n_params, n_weights;
+    const long *w_offset, *b_offset;  /* (L,) each */
+    void *params;            /* (n_params,) */
+    void *grads;             /* (n_params,) */
     int rule;                /* enum fbp_rule */
-    void **sW, **sb;         /* a rule's second state arrays, same shapes, or NULL */
+    void *state[2];          /* (n_params,) each, or NULL where the rule keeps none (SGD:
+                                state[0] the momentum velocity, NULL without momentum) */
     void *work;              /* fbp_work_bytes(net) bytes: activations and deltas */
     int max_batch;           /* rows processed at once; larger batches go in chunks */
     int n_threads;           /* threads that share each layer's products (>= 1) */
@@ -86,10 +94,8 @@ typedef struct {
     long n_seen;              /* samples seen in the epoch so far */
     double last_lr;           /* learning rate of the last update */
     int status;               /* enum fbp_status */
-    /* C's own, kept across fbp_train_run calls (see "Busy machines" in train.inc): */
-    int team;                 /* threads the epoch loop runs with; 0 before the first call */
-    double team_since;        /* when it took that count */
-    double watch_wall, watch_cpu;  /* wall clock and process CPU time at the window's start */
+    double pacing[4];         /* C's own between fbp_train_run calls (the thread count
+                                 its busy-machine watch chose): all zero before a fit */
 } fbp_train;
 
 /* Bytes of fbp_net.work needed for the sizes, max_batch and n_threads in net. */
@@ -111,7 +117,7 @@ long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds);
 double fbp_train_batch(const fbp_net *net, fbp_train *t, const void *X, long n,
                        const int32_t *labels, const void *targets);
 
-/* Gradients of the mean loss over the n rows of X into net->dW, net->db
+/* Gradients of the mean loss over the n rows of X into net->grads
  * (backpropagation only: the weights are not touched). Returns the mean loss. */
 double fbp_gradients(const fbp_net *net, const void *X, long n,
                      const int32_t *labels, const void *targets);

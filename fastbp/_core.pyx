@@ -12,6 +12,7 @@ cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.math cimport INFINITY
+from libc.string cimport memset
 
 cnp.import_array()
 
@@ -30,15 +31,13 @@ cdef extern from "fastbp.h" nogil:
         const int *sizes
         const int *activations
         int loss
-        void **W
-        void **b
-        void **dW
-        void **db
-        void **vW
-        void **vb
+        long n_params, n_weights
+        const long *w_offset
+        const long *b_offset
+        void *params
+        void *grads
         int rule
-        void **sW
-        void **sb
+        void *state[2]
         void *work
         int max_batch
         int n_threads
@@ -59,7 +58,7 @@ cdef extern from "fastbp.h" nogil:
         long n_seen
         double last_lr
         int status
-        int team
+        double pacing[4]
     size_t fbp_work_bytes(const fbp_net *net)
     void fbp_epoch_begin(fbp_train *t)
     long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds)
@@ -86,6 +85,8 @@ cdef extern from "fastbp.h" nogil:
 STATUS_OK = FBP_OK
 STATUS_NONFINITE_LOSS = FBP_NONFINITE_LOSS
 STATUS_NONFINITE_WEIGHTS = FBP_NONFINITE_WEIGHTS
+RULE_SGD = FBP_RULE_SGD
+RULE_TEST_RMS = FBP_RULE_TEST_RMS
 ISA_NAMES = {FBP_ISA_GENERIC: "generic", FBP_ISA_AVX2: "avx2", FBP_ISA_AVX512: "avx512"}
 
 
@@ -115,14 +116,15 @@ cdef const void *rdata_of(object a, dtype, shape, str name) except NULL:
 
 
 cdef class CoreNet:
-    """An fbp_net over arrays that Python owns: weights, biases, their gradients,
-    optional momentum velocities and the work buffer for max_batch rows."""
+    """An fbp_net over arrays that Python owns: the flat parameters and their gradients
+    (laid out by a fastbp._memory.ParamLayout), the update rule's state, and the work
+    buffer for max_batch rows."""
     cdef fbp_net net
     cdef fbp_profile prof
     cdef int *c_sizes
     cdef int *c_acts
-    cdef void **ptrs              # 8 blocks of n_layers pointers: W b dW db vW vb sW sb
-    cdef readonly list weights, biases, dW, db, vW, vb, sW, sb
+    cdef long *c_offsets          # (2L,): each layer's weight offset, then its bias offset
+    cdef readonly object params, grads, state
     cdef readonly object dtype
     cdef readonly int max_batch, n_threads
     cdef readonly tuple sizes
@@ -134,45 +136,47 @@ cdef class CoreNet:
     def __cinit__(self):
         self.c_sizes = NULL
         self.c_acts = NULL
-        self.ptrs = NULL
+        self.c_offsets = NULL
 
-    def __init__(self, sizes, activations, int loss, list weights, list biases, int max_batch,
-                 int n_threads=1):
+    def __init__(self, sizes, activations, int loss, layout, object params, object grads,
+                 int max_batch, int n_threads=1):
         cdef int L = len(sizes) - 1, l
-        self.dtype = weights[0].dtype
+        cdef long n_params = layout.n_params, n_weights = layout.n_weights, end = 0
+        self.dtype = params.dtype
         self.sizes = tuple(int(s) for s in sizes)
         self.n_in, self.n_out = self.sizes[0], self.sizes[L]
         self.max_batch = max_batch
         self.c_sizes = <int *>PyMem_Malloc((L + 1) * sizeof(int))
         self.c_acts = <int *>PyMem_Malloc(L * sizeof(int))
-        self.ptrs = <void **>PyMem_Malloc(8 * L * sizeof(void *))
-        if self.c_sizes == NULL or self.c_acts == NULL or self.ptrs == NULL:
+        self.c_offsets = <long *>PyMem_Malloc(2 * L * sizeof(long))
+        if self.c_sizes == NULL or self.c_acts == NULL or self.c_offsets == NULL:
             raise MemoryError()
         for l in range(L + 1):
             self.c_sizes[l] = sizes[l]
         for l in range(L):
             self.c_acts[l] = activations[l]
-        self.weights, self.biases = weights, biases
-        self.dW = [aligned_zeros(w.shape, w.dtype) for w in weights]
-        self.db = [aligned_zeros(b.shape, b.dtype) for b in biases]
-        self.vW, self.vb = None, None
+        # C writes each layer's values at its offsets: they must lie inside the arrays,
+        # apart, the weights below n_weights and the biases above.
+        for l in range(2 * L):
+            size = self.sizes[l % L] * self.sizes[l % L + 1] if l < L else self.sizes[l % L + 1]
+            self.c_offsets[l] = (layout.w_offset + layout.b_offset)[l]
+            if self.c_offsets[l] < end or self.c_offsets[l] + size > (n_weights if l < L else n_params):
+                raise ValueError(f"internal: the parameter layout overlaps or overflows at {l}")
+            end = n_weights if l == L - 1 else self.c_offsets[l] + size
+        self.params = params
+        self.grads = grads
+        self.state = None
         self.net.dtype = dtype_code(self.dtype)
         self.net.n_layers = L
         self.net.sizes = self.c_sizes
         self.net.activations = self.c_acts
         self.net.loss = loss
-        self.net.W, self.net.b = self.ptrs, self.ptrs + L
-        self.net.dW, self.net.db = self.ptrs + 2 * L, self.ptrs + 3 * L
-        for l in range(L):
-            shape = (sizes[l], sizes[l + 1])
-            self.net.W[l] = data_of(weights[l], self.dtype, shape, f"weights[{l}]")
-            self.net.b[l] = data_of(biases[l], self.dtype, shape[1:], f"biases[{l}]")
-            self.net.dW[l] = data_of(self.dW[l], self.dtype, shape, "dW")
-            self.net.db[l] = data_of(self.db[l], self.dtype, shape[1:], "db")
-        self.net.vW = self.net.vb = NULL
+        self.net.n_params, self.net.n_weights = n_params, n_weights
+        self.net.w_offset, self.net.b_offset = self.c_offsets, self.c_offsets + L
+        self.net.params = data_of(params, self.dtype, (n_params,), "params")
+        self.net.grads = data_of(grads, self.dtype, (n_params,), "grads")
         self.net.rule = FBP_RULE_SGD
-        self.net.sW = self.net.sb = NULL
-        self.sW, self.sb = None, None
+        self.net.state[0] = self.net.state[1] = NULL
         self.net.max_batch = max_batch
         self.net.n_threads = n_threads
         self.n_threads = n_threads
@@ -186,38 +190,21 @@ cdef class CoreNet:
     def __dealloc__(self):
         PyMem_Free(self.c_sizes)
         PyMem_Free(self.c_acts)
-        PyMem_Free(self.ptrs)
+        PyMem_Free(self.c_offsets)
 
-    def set_velocity(self, list vW, list vb):
-        """Use these arrays as momentum velocities (None: no momentum)."""
-        cdef int L = self.net.n_layers, l
-        if vW is None:
-            self.vW = self.vb = None
-            self.net.vW = self.net.vb = NULL
-            return
-        for l in range(L):
-            self.ptrs[4 * L + l] = data_of(vW[l], self.dtype, self.weights[l].shape, "velocity")
-            self.ptrs[5 * L + l] = data_of(vb[l], self.dtype, self.biases[l].shape, "velocity")
-        self.vW, self.vb = vW, vb
-        self.net.vW, self.net.vb = self.ptrs + 4 * L, self.ptrs + 5 * L
-
-    def _set_test_rule(self, list sW, list sb):
-        """Testing only: update with FBP_RULE_TEST_RMS (csrc/optim.inc), its first state
-        the velocities (set_velocity), its second these arrays; None: back to SGD."""
-        cdef int L = self.net.n_layers, l
-        if sW is None:
-            self.sW = self.sb = None
-            self.net.sW = self.net.sb = NULL
-            self.net.rule = FBP_RULE_SGD
-            return
-        if self.net.vW == NULL:
-            raise ValueError("the test rule's first state is the velocity: call set_velocity first")
-        for l in range(L):
-            self.ptrs[6 * L + l] = data_of(sW[l], self.dtype, self.weights[l].shape, "state")
-            self.ptrs[7 * L + l] = data_of(sb[l], self.dtype, self.biases[l].shape, "state")
-        self.sW, self.sb = sW, sb
-        self.net.sW, self.net.sb = self.ptrs + 6 * L, self.ptrs + 7 * L
-        self.net.rule = FBP_RULE_TEST_RMS
+    def set_state(self, object state, int rule=FBP_RULE_SGD):
+        """Update by `rule` with these state arrays: None, or (k, n_params) with the
+        parameters' layout. RULE_SGD: no state (no momentum) or its velocity in row 0;
+        RULE_TEST_RMS (testing only, csrc/optim.inc): two rows."""
+        cdef int k, rows = 0 if state is None else state.shape[0]
+        if rule == FBP_RULE_SGD and rows > 1 or rule == FBP_RULE_TEST_RMS and rows != 2 or \
+                rule not in (FBP_RULE_SGD, FBP_RULE_TEST_RMS):
+            raise ValueError(f"internal: rule {rule} with {rows} state arrays")
+        for k in range(2):
+            self.net.state[k] = NULL if k >= rows else \
+                data_of(state[k], self.dtype, (self.net.n_params,), "state")
+        self.net.rule = rule
+        self.state = state
 
     def profile_start(self):
         self.prof.gather = self.prof.forward = self.prof.backward = self.prof.update = 0
@@ -241,7 +228,7 @@ cdef class CoreNet:
         return rdata_of(targets, self.dtype, (n, self.n_out), "targets")
 
     def gradients(self, object X, labels, targets):
-        """Backpropagation over all rows of X into self.dW, self.db; the mean loss."""
+        """Backpropagation over all rows of X into self.grads; the mean loss."""
         cdef long n = X.shape[0]
         cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
         cdef const int32_t *lab = self.labels_ptr(labels, n)
@@ -306,7 +293,7 @@ cdef class CoreNet:
         r, m, wd, nest = lr, momentum, weight_decay, nesterov
         if not (0 < r < INFINITY and 0 <= m < 1 and 0 <= wd < INFINITY) or (nest and m == 0):
             return None
-        if (m > 0) != (self.net.vW != NULL):
+        if (m > 0) != (self.net.state[0] != NULL) or self.net.rule != FBP_RULE_SGD:
             return None
         Xa = <cnp.ndarray>X
         if cnp.PyArray_NDIM(Xa) != 2 or cnp.PyArray_TYPE(Xa) != self.type_num or \
@@ -397,7 +384,7 @@ cdef class Trainer:
         self.t.n_seen = 0
         self.t.last_lr = 0
         self.t.status = FBP_OK
-        self.t.team = 0
+        memset(self.t.pacing, 0, sizeof(self.t.pacing))
 
     def set_optimizer(self, double lr, double decay, double momentum, double weight_decay,
                       bint nesterov, long step):

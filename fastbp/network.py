@@ -1,8 +1,9 @@
 """Network: a multilayer perceptron whose training runs in C.
 
-Python checks arguments and owns every array (weights, gradients, velocities,
-work buffers); `_core` hands pointers to C, which runs whole epochs with the
-GIL released and allocates nothing.
+Python checks arguments and owns every array (the parameters, their gradients and
+the optimizer's state - flat arrays of one layout, fastbp._memory.ParamLayout - and
+the work buffers); `_core` hands pointers to C, which runs whole epochs with the GIL
+released and allocates nothing.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._memory import aligned_copy, aligned_zeros
+from ._memory import ParamLayout
 from ._validation import (check_choice, check_dtype, check_labels,
                           check_positive, check_sgd_settings, check_targets, check_X)
 from .optim import Schedule
@@ -152,16 +153,20 @@ class Network:
         seq = np.random.SeedSequence(seed)
         init_rng = np.random.default_rng(seq.spawn(1)[0])
         self._shuffle_state = int(seq.generate_state(1, np.uint64)[0])
-        self._weights, self._biases = [], []
+        # The parameters and their gradients: two flat arrays in one allocation, each
+        # layer's weights and biases views into them.
+        self._layout = ParamLayout(self.layer_sizes, self.dtype)
+        self._params, self._grads = self._layout.zeros(2)
+        self._weights, self._biases = self._layout.views(self._params)
         for l, (n_in, n_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
             # He for relu keeps the activations' variance from shrinking layer after layer;
             # Glorot for the others (and the output layer).
             relu_in = l < n_hidden and self.activations[l] == "relu"
             limit = np.sqrt(6.0 / n_in) if relu_in else np.sqrt(6.0 / (n_in + n_out))
             w = init_rng.uniform(-limit, limit, size=(n_in, n_out))  # float64, then cast: same across dtypes
-            self._weights.append(aligned_copy(w.astype(self.dtype)))
-            self._biases.append(aligned_zeros(n_out, self.dtype))
-        self._velocity = None    # momentum buffers, created at the first update with momentum
+            self._weights[l][...] = w.astype(self.dtype)
+        self._state = None       # the optimizer's state, (k, n_params) in the same layout:
+                                 # the momentum velocity, made at the first update with momentum
         self._core = None        # the C view of the arrays above, built on first use
         self.n_updates_ = 0      # parameter updates applied so far, over all calls
 
@@ -200,7 +205,7 @@ class Network:
 
     def reset_optimizer(self):
         """Forget the momentum velocities (fit and train_step keep them otherwise)."""
-        self._velocity = None
+        self._state = None
 
     # -- the C side -----------------------------------------------------------------
     def _core_for(self, rows, n_threads=None):
@@ -210,18 +215,18 @@ class Network:
         core = self._core
         if core is None or core.max_batch < rows or core.n_threads != n_threads:
             acts = [ACTIVATIONS[a] for a in self.activations] + [ACTIVATIONS["identity"]]
-            self._core = core = _core.CoreNet(self.layer_sizes, acts, LOSSES[self.loss],
-                                              self._weights, self._biases, rows, n_threads)
+            self._core = core = _core.CoreNet(self.layer_sizes, acts, LOSSES[self.loss], self._layout,
+                                              self._params, self._grads, rows, n_threads)
         return core
 
-    def _use_velocity(self, core, momentum):
+    def _use_state(self, core, momentum):
+        """Point core at the state this update rule needs (none for plain SGD)."""
         if momentum > 0:
-            if self._velocity is None:
-                self._velocity = ([aligned_zeros(w.shape, w.dtype) for w in self._weights],
-                                  [aligned_zeros(b.shape, b.dtype) for b in self._biases])
-            core.set_velocity(*self._velocity)
+            if self._state is None:
+                self._state = self._layout.zeros(1)
+            core.set_state(self._state)
         else:
-            core.set_velocity(None, None)
+            core.set_state(None)
 
     def _check_Xy(self, X: npt.ArrayLike, y: npt.ArrayLike, name: str = "X", n_threads: int | None = None
                   ) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.int32] | None, npt.NDArray[np.floating[Any]] | None]:
@@ -285,7 +290,7 @@ class Network:
         n = len(X)
         batch = n if optimizer == "gd" else min(batch_size, n)
         core = self._core_for(batch, n_threads)
-        self._use_velocity(core, momentum)
+        self._use_state(core, momentum)
         trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer == "sgd",
                                 self._shuffle_state)
         hist = History()
@@ -345,11 +350,10 @@ class Network:
         """Exactly one update on exactly this batch (all rows of X); returns the batch's
         mean loss before the update. Momentum velocities persist across calls."""
         core, trainer = self._core, _core.Trainer()
-        velocity = None if self._velocity is None else self._velocity[0]
         wanted = self.n_threads if n_threads is None else n_threads
         loss = None
         if core is not None and type(wanted) is int and core.n_threads == wanted and \
-                (core.vW is None or core.vW is velocity):
+                (core.state is None or core.state is self._state):
             # The common case (arrays and settings as C takes them, the core set up by
             # the last call with this network's velocities) is checked in C: a few
             # microseconds instead of a few tens.
@@ -360,7 +364,7 @@ class Network:
             n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
             X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
             core = self._core_for(len(X), n_threads)
-            self._use_velocity(core, momentum)
+            self._use_state(core, momentum)
             trainer.set_optimizer(lr, 0.0, momentum, weight_decay, bool(nesterov), 0)
             loss = core.train_batch(trainer, X, labels, targets)
         if trainer.status != STATUS_OK:
@@ -396,7 +400,7 @@ class Network:
         clone.set_weights(self._weights, self._biases)
         batch = min(batch_size, len(X))
         core = clone._core_for(batch, n_threads)
-        clone._use_velocity(core, momentum)
+        clone._use_state(core, momentum)
         trainer = _core.Trainer(X, labels, targets, batch, True, self._shuffle_state)
         trainer.set_optimizer(lr, 0.0, momentum, 0.0, False, 0)
         trainer.set_max_steps(steps)
@@ -427,7 +431,7 @@ class Network:
         X, labels, targets = self._check_Xy(X, y)
         core = self._core_for(len(X))
         core.gradients(X, labels, targets)
-        return [(dW.copy(), db.copy()) for dW, db in zip(core.dW, core.db)]
+        return [(dW.copy(), db.copy()) for dW, db in zip(*self._layout.views(self._grads))]
 
     # -- inference ------------------------------------------------------------------
     def _outputs(self, X):

@@ -56,7 +56,6 @@ except ImportError:  # pragma: no cover - older scikit-learn
     _sklearn_validate_data = None
 
 from ._validation import check_dtype
-from ._memory import aligned_copy
 from .network import Network
 
 # scikit-learn's hidden activation names -> fastbp's
@@ -134,7 +133,7 @@ def _network_state(net):
     return {"layer_sizes": net.layer_sizes, "activations": net.activations, "loss": net.loss,
             "dtype": net.dtype.name, "weights": [w.copy() for w in net.weights],
             "biases": [b.copy() for b in net.biases],
-            "velocity": getattr(net, "_velocity", None),
+            "optimizer_state": None if net._state is None else net._state.copy(),
             "shuffle_state": getattr(net, "_shuffle_state", None)}
 
 
@@ -142,8 +141,9 @@ def _network_from_state(state):
     net = Network(state["layer_sizes"], activation=list(state["activations"]),
                   loss=state["loss"], dtype=state["dtype"])
     net.set_weights(state["weights"], state["biases"])
-    if state.get("velocity") is not None:
-        net._velocity = tuple([aligned_copy(v) for v in vs] for vs in state["velocity"])
+    if state.get("optimizer_state") is not None:
+        net._state = net._layout.zeros(len(state["optimizer_state"]))
+        net._state[...] = state["optimizer_state"]
     if state.get("shuffle_state") is not None:
         net._shuffle_state = state["shuffle_state"]
     return net
@@ -153,12 +153,8 @@ def _scale_velocity(net, factor):
     """Multiply the network's momentum velocities by factor (in place), so that
     fastbp's v (in gradient units) keeps matching scikit-learn's v (in step units)
     when lr changes."""
-    velocity = getattr(net, "_velocity", None)
-    if velocity is None or factor == 1.0:
-        return
-    for arrays in velocity:
-        for v in arrays:
-            v *= factor
+    if net._state is not None and factor != 1.0:
+        net._state *= factor
 
 
 class _BaseMLP(BaseEstimator):

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from fastbp import _core, reference
-from fastbp._memory import aligned_zeros
 from fastbp.network import ACTIVATIONS, LOSSES
 
 from conftest import make_net, random_problem
@@ -30,11 +29,9 @@ WIDE_ENOUGH_FOR_TWO_THREADS = [784, 200, 10]
 
 def core_with_test_rule(net, max_batch, n_threads):
     acts = [ACTIVATIONS[a] for a in net.activations] + [ACTIVATIONS["identity"]]
-    core = _core.CoreNet(net.layer_sizes, acts, LOSSES[net.loss], net._weights, net._biases,
-                         max_batch, n_threads)
-    zeros = lambda arrays: [aligned_zeros(a.shape, a.dtype) for a in arrays]  # noqa: E731
-    core.set_velocity(zeros(net._weights), zeros(net._biases))
-    core._set_test_rule(zeros(net._weights), zeros(net._biases))
+    core = _core.CoreNet(net.layer_sizes, acts, LOSSES[net.loss], net._layout, net._params,
+                         net._grads, max_batch, n_threads)
+    core.set_state(net._layout.zeros(2), _core.RULE_TEST_RMS)
     return core
 
 
@@ -88,8 +85,15 @@ def test_a_two_state_rule_runs_through_every_kernel_site(code_path, batch, max_b
         np.testing.assert_allclose(net.biases[l], biases[l], rtol=1e-10, atol=1e-12,
                                    err_msg=f"biases[{l}]")
         # The state is the rule's: both arrays hold what NumPy's steps left.
-        np.testing.assert_allclose(core.vW[l], m[l], rtol=1e-10, atol=1e-12, err_msg=f"m[{l}]")
-        np.testing.assert_allclose(core.sW[l], s[l], rtol=1e-10, atol=1e-12, err_msg=f"s[{l}]")
+        n = net.n_layers
+        m_views, s_views = [sum(net._layout.views(a), []) for a in core.state]
+        np.testing.assert_allclose(m_views[l], m[l], rtol=1e-10, atol=1e-12, err_msg=f"m[{l}]")
+        np.testing.assert_allclose(s_views[l], s[l], rtol=1e-10, atol=1e-12, err_msg=f"s[{l}]")
+        np.testing.assert_allclose(m_views[n + l], m[n + l], rtol=1e-10, atol=1e-12, err_msg=f"mb[{l}]")
+        np.testing.assert_allclose(s_views[n + l], s[n + l], rtol=1e-10, atol=1e-12, err_msg=f"sb[{l}]")
+    for state in core.state:  # the padding between layers stays zero
+        views = sum(net._layout.views(state), [])
+        assert np.count_nonzero(state) == sum(np.count_nonzero(v) for v in views)
 
 
 @pytest.mark.parametrize("batch, max_batch", [(2, 2), (8, 8), (24, 24), (300, 300), (40, 16)])
@@ -106,8 +110,7 @@ def test_back_to_sgd_when_the_second_state_is_removed():
     net = make_net(sizes, "tanh", "cross_entropy", "float64", seed=3)
     X, y = random_problem(sizes, "cross_entropy", 6, "float64", seed=4)
     core = core_with_test_rule(net, 6, 1)
-    core._set_test_rule(None, None)
-    core.set_velocity(None, None)
+    core.set_state(None)
     before = [w.copy() for w in net.weights]
     biases_before = [b.copy() for b in net.biases]
     trainer = _core.Trainer()
