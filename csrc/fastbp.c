@@ -3,6 +3,7 @@
  * which does not depend on dtype, lives here too. */
 #include "fastbp.h"
 #include "fastbp_isa.h"
+#include <pthread.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -98,6 +99,26 @@ int fbp_cpu_has_avx512(void)
 
 int fbp_test_fault_layer = -1;
 int fbp_test_regroup_every = 0;
+
+/* Threads after fork(). libgomp keeps its pool of threads from one parallel region to
+ * the next; a forked child inherits the pool's bookkeeping but not its threads, and its
+ * next region with more than one thread waits for them for ever. So a process forked
+ * after this library ran such a region runs every call in one thread (one-thread
+ * regions do not touch the pool). A process forked before that keeps its threads. */
+static int ran_threads, forked_after_threads;
+
+static void at_fork_in_child(void) { forked_after_threads = ran_threads; }
+
+__attribute__((constructor)) static void watch_forks(void) { pthread_atfork(NULL, NULL, at_fork_in_child); }
+
+int fbp_threads_usable(void) { return !forked_after_threads; }
+
+int fbp_claim_threads(int n)
+{
+    if (n <= 1 || forked_after_threads) return 1;
+    __atomic_store_n(&ran_threads, 1, __ATOMIC_RELAXED);
+    return n;
+}
 
 static int isa = -1;  /* -1: not chosen yet */
 
@@ -226,7 +247,7 @@ static long first_nonfinite_in(int dtype, const void *x, long lo, long hi)
 long fbp_first_nonfinite(int dtype, const void *x, long n, int n_threads)
 {
     if (n_threads <= 1 || n < SCAN_SPLIT_VALUES) return first_nonfinite_in(dtype, x, 0, n);
-    if (n_threads > 64) n_threads = 64;  /* as training's threads (train.inc, threads_of) */
+    n_threads = fbp_claim_threads(n_threads > 64 ? 64 : n_threads);  /* 64: as threads_of */
     long first = -1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads)

@@ -160,6 +160,14 @@ int fbp_get_isa(void);
 int fbp_set_isa(int isa);   /* the requested path, or the best below it that the CPU has;
                                returns the ISA in use after the call */
 
+/* Threads and fork(): 0 in a process forked after this library ran threads (OpenMP's
+ * thread pool does not survive fork), where every call runs in one thread; else 1. */
+int fbp_threads_usable(void);
+
+/* Internal, for the builds: the thread count for a parallel region that wants n, with
+ * the fork rule above applied and noted. */
+int fbp_claim_threads(int n);
+
 /* How this library was built: the compiler and whether it has OpenMP threads. */
 const char *fbp_compiler(void);
 int fbp_openmp(void);       /* _OPENMP's date (e.g. 201511), 0 without OpenMP */

@@ -5,9 +5,12 @@ Python validates arguments and owns every array; this module checks that what it
 hands to C has the right dtype, shape and layout, fills the C structs with
 pointers into those arrays, and calls C with the GIL released.
 """
+import threading
+
 import numpy as np
 
 from ._memory import aligned_zeros
+cimport cython
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint64_t
@@ -80,6 +83,7 @@ cdef extern from "fastbp.h" nogil:
     int fbp_cpu_has_avx2()
     int fbp_cpu_has_avx512()
     int fbp_get_isa()
+    int fbp_threads_usable()
     int fbp_set_isa(int isa)
 
 STATUS_OK = FBP_OK
@@ -129,7 +133,9 @@ cdef class CoreNet:
     cdef readonly int max_batch, n_threads
     cdef readonly tuple sizes
     cdef readonly long n_in, n_out
-    cdef readonly object work     # uint8: C's work space (layout in csrc/train.inc)
+    cdef readonly object work     # uint8: the training calls' work space (csrc/train.inc)
+    cdef list spare_work          # work spaces of the same size for inference calls, which
+                                  # may run in several threads at once, each with its own
     cdef int type_num             # NumPy's number for dtype
     cdef object step_labels       # int32 (max_batch,): try_train_step's copy of the labels
 
@@ -184,6 +190,7 @@ cdef class CoreNet:
         self.net.profile = NULL
         self.work = aligned_zeros(fbp_work_bytes(&self.net), np.uint8)
         self.net.work = cnp.PyArray_DATA(self.work)
+        self.spare_work = []
         self.type_num = np.dtype(self.dtype).num
         self.step_labels = np.empty(max_batch, dtype=np.int32)
 
@@ -217,6 +224,16 @@ cdef class CoreNet:
                 "backward": self.prof.backward, "update": self.prof.update,
                 "steps": self.prof.steps}
 
+    cdef object take_work(self, fbp_net *net):
+        """A work space for one inference call, into net (a copy of self.net): one of the
+        spares, or a new one. list.pop and append are atomic under the GIL."""
+        try:
+            work = self.spare_work.pop()
+        except IndexError:
+            work = aligned_zeros(self.work.nbytes, np.uint8)
+        net.work = cnp.PyArray_DATA(work)
+        return work
+
     cdef const int32_t *labels_ptr(self, labels, long n) except? NULL:
         if labels is None:
             return NULL
@@ -227,23 +244,35 @@ cdef class CoreNet:
             return NULL
         return rdata_of(targets, self.dtype, (n, self.n_out), "targets")
 
-    def gradients(self, object X, labels, targets):
-        """Backpropagation over all rows of X into self.grads; the mean loss."""
+    # Inference: gradients, predict and evaluate only read the parameters, so any number
+    # of threads may run them at once, each on a copy of the fbp_net with a work space
+    # (and for gradients, an output array) of its own.
+
+    def gradients(self, object X, labels, targets, object grads):
+        """Backpropagation over all rows of X into grads (laid out like self.grads);
+        the mean loss."""
         cdef long n = X.shape[0]
         cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
         cdef const int32_t *lab = self.labels_ptr(labels, n)
         cdef const void *tgt = self.targets_ptr(targets, n)
         cdef double loss
+        cdef fbp_net net = self.net
+        net.grads = data_of(grads, self.dtype, (self.net.n_params,), "grads")
+        work = self.take_work(&net)
         with nogil:
-            loss = fbp_gradients(&self.net, x, n, lab, tgt)
+            loss = fbp_gradients(&net, x, n, lab, tgt)
+        self.spare_work.append(work)
         return loss
 
     def predict(self, object X, object out):
         cdef long n = X.shape[0]
         cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
         cdef void *o = data_of(out, self.dtype, (n, self.n_out), "out")
+        cdef fbp_net net = self.net
+        work = self.take_work(&net)
         with nogil:
-            fbp_predict(&self.net, x, n, o)
+            fbp_predict(&net, x, n, o)
+        self.spare_work.append(work)
 
     def evaluate(self, object X, labels, targets):
         """(sum of per-sample losses, number of correct predictions)."""
@@ -252,9 +281,14 @@ cdef class CoreNet:
         cdef const int32_t *lab = self.labels_ptr(labels, n)
         cdef const void *tgt = self.targets_ptr(targets, n)
         cdef double total
+        cdef fbp_net net = self.net
+        work = self.take_work(&net)
         with nogil:
-            total = fbp_evaluate(&self.net, x, n, lab, tgt, &correct)
+            total = fbp_evaluate(&net, x, n, lab, tgt, &correct)
+        self.spare_work.append(work)
         return total, correct
+
+    # Training changes the parameters: one call at a time (Network serialises them).
 
     def train_batch(self, Trainer trainer, object X, labels, targets):
         """One update on all rows of X with trainer's optimizer settings; the mean loss."""
@@ -397,7 +431,8 @@ cdef class Trainer:
         self.t.max_steps = max_steps
 
     def epoch_begin(self):
-        fbp_epoch_begin(&self.t)
+        with nogil:  # fills (and shuffles) the order of all samples: no other thread waits
+            fbp_epoch_begin(&self.t)
 
     @property
     def epoch_done(self):
@@ -470,6 +505,12 @@ def build_info():
     return {"compiler": fbp_compiler().decode(), "openmp": fbp_openmp()}
 
 
+def threads_usable():
+    """False in a process forked after fastbp ran threads: every call then runs in one
+    thread (csrc/fastbp.c)."""
+    return bool(fbp_threads_usable())
+
+
 def cpu_has_avx2():
     return bool(fbp_cpu_has_avx2())
 
@@ -502,3 +543,125 @@ def _set_test_regroup(int every):
     steps (0: only when other processes hold the cores)."""
     global fbp_test_regroup_every
     fbp_test_regroup_every = every
+
+
+@cython.auto_pickle(False)
+cdef class ParameterLock:
+    """How one Network is shared between Python threads.
+
+    Inference (predict, predict_proba, evaluate, gradients) only reads the parameters,
+    and each CoreNet call of it takes a work space of its own, so any number of threads
+    run it at once (`with lock.reading`). Training writes the parameters: one training
+    call (fit, train_step) at a time on a network (train_acquire refuses a second with
+    a RuntimeError: two interleaved trainings would give neither caller what it asked
+    for), and while a training C call runs (`with lock.writing`; fit makes one per ~50
+    ms of updates) no inference reads, so every answer comes from the weights of a
+    complete update. A waiting writer goes before new readers: no starvation.
+
+    The counts are C ints changed only while holding the GIL, so the uncontended paths
+    are a few C operations (train_step at batch 1 takes ~10 us: a lock in Python cost
+    it 1.3-1.7 us); a thread that must wait sleeps on a Condition.
+
+    >>> lock = ParameterLock()
+    >>> with lock.reading, lock.reading:     # readers share
+    ...     pass
+    >>> lock.train_acquire("fit")
+    >>> lock.train_acquire("train_step")
+    Traceback (most recent call last):
+    ...
+    RuntimeError: this Network is already being trained by a fit or train_step that has not returned (in another thread, or whose callback this is); train_step cannot run until it does. To train in parallel, train copies (set_weights on a new Network).
+    >>> lock.train_release()
+    """
+    cdef int n_readers        # inference calls under way
+    cdef int writer_in        # a training C call under way
+    cdef int writers_waiting
+    cdef int sleepers         # threads waiting on cond
+    cdef int training         # a fit or train_step under way
+    cdef object cond
+    cdef readonly object reading, writing
+
+    def __cinit__(self):
+        self.cond = threading.Condition(threading.Lock())
+        self.reading = _LockSide(self, 0)
+        self.writing = _LockSide(self, 1)
+
+    # No Python code runs between a test of the counts and the change it allows (the
+    # GIL could pass to another thread there), so the slow path tests and takes its
+    # turn in one step, inside the Condition.
+    cdef void wait_for_turn(self, bint writer) except *:
+        with self.cond:
+            self.sleepers += 1
+            try:
+                while self.writer_in or (self.n_readers if writer else self.writers_waiting):
+                    self.cond.wait()
+                if writer:
+                    self.writer_in = 1
+                else:
+                    self.n_readers += 1
+            finally:
+                self.sleepers -= 1
+
+    cdef void wake(self) except *:
+        if self.sleepers:
+            with self.cond:
+                self.cond.notify_all()
+
+    def read_acquire(self):
+        if self.writer_in or self.writers_waiting:
+            self.wait_for_turn(False)
+        else:
+            self.n_readers += 1
+
+    def read_release(self):
+        self.n_readers -= 1
+        if self.n_readers == 0:
+            self.wake()
+
+    def write_acquire(self):
+        if self.writer_in or self.n_readers:
+            self.writers_waiting += 1
+            try:
+                self.wait_for_turn(True)
+            finally:
+                self.writers_waiting -= 1
+                self.wake()  # readers that waited for this writer's turn test again
+        else:
+            self.writer_in = 1
+
+    def write_release(self):
+        self.writer_in = 0
+        self.wake()
+
+    def train_acquire(self, str what):
+        if self.training:
+            raise RuntimeError(
+                "this Network is already being trained by a fit or train_step that has not "
+                "returned (in another thread, or whose callback this is); "
+                f"{what} cannot run until it does. To train in parallel, train copies "
+                "(set_weights on a new Network).")
+        self.training = 1
+
+    def train_release(self):
+        self.training = 0
+
+
+@cython.auto_pickle(False)
+cdef class _LockSide:
+    """`with lock.reading:` / `with lock.writing:`."""
+    cdef ParameterLock lock
+    cdef bint write
+
+    def __cinit__(self, ParameterLock lock, bint write):
+        self.lock, self.write = lock, write
+
+    def __enter__(self):
+        if self.write:
+            self.lock.write_acquire()
+        else:
+            self.lock.read_acquire()
+
+    def __exit__(self, *exc):
+        if self.write:
+            self.lock.write_release()
+        else:
+            self.lock.read_release()

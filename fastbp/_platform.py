@@ -46,7 +46,9 @@ def info():
         "cpu_has_avx2_fma": _core.cpu_has_avx2(),
         "cpu_has_avx512": _core.cpu_has_avx512(),
         "cpu": cpu_name(),
-        "threads": default_threads(),
+        "threads": default_threads() if _core.threads_usable() else 1,
+        "threads_after_fork": "one thread: this process was forked after fastbp ran threads"
+                              if not _core.threads_usable() else "all",
         "openmp": bool(build["openmp"]),
         "compiler": build["compiler"],
         "compile_flags": "-O3 -std=gnu99" + (" -fopenmp" if build["openmp"] else "")

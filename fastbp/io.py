@@ -63,9 +63,10 @@ def save_network(net, path):
         "fastbp_version": __version__,
     }
     arrays = {METADATA_MEMBER[:-4]: np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)}
-    for l, (w, b) in enumerate(zip(net.weights, net.biases)):
-        arrays[f"W{l}"] = np.ascontiguousarray(w)
-        arrays[f"b{l}"] = np.ascontiguousarray(b)
+    with net._lock.reading:  # a copy of the weights of one complete update
+        for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+            arrays[f"W{l}"] = w.copy()
+            arrays[f"b{l}"] = b.copy()
     directory = os.path.dirname(os.path.abspath(path))
     # The temporary file sits in the target's directory so that os.replace is a
     # rename within one file system, which is atomic.

@@ -168,6 +168,7 @@ class Network:
         self._state = None       # the optimizer's state, (k, n_params) in the same layout:
                                  # the momentum velocity, made at the first update with momentum
         self._core = None        # the C view of the arrays above, built on first use
+        self._lock = _core.ParameterLock()  # threads: inference shares, training excludes
         self.n_updates_ = 0      # parameter updates applied so far, over all calls
 
     # -- parameters -----------------------------------------------------------------
@@ -199,9 +200,10 @@ class Network:
                 raise ValueError(f"layer {l}: weights or biases contain NaN or inf")
             new_w.append(w)
             new_b.append(b)
-        for l in range(self.n_layers):
-            self._weights[l][...] = new_w[l]
-            self._biases[l][...] = new_b[l]
+        with self._lock.writing:
+            for l in range(self.n_layers):
+                self._weights[l][...] = new_w[l]
+                self._biases[l][...] = new_b[l]
 
     def reset_optimizer(self):
         """Forget the momentum velocities (fit and train_step keep them otherwise)."""
@@ -287,6 +289,16 @@ class Network:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             val = self._check_Xy(*validation_data, name="X_val")
 
+        self._lock.train_acquire("fit")
+        try:
+            return self._fit_checked(X, labels, targets, optimizer, batch_size, epochs, sched,
+                                     momentum, weight_decay, nesterov, shuffle, val, verbose,
+                                     n_threads, callback)
+        finally:
+            self._lock.train_release()
+
+    def _fit_checked(self, X, labels, targets, optimizer, batch_size, epochs, sched, momentum,
+                     weight_decay, nesterov, shuffle, val, verbose, n_threads, callback):
         n = len(X)
         batch = n if optimizer == "gd" else min(batch_size, n)
         core = self._core_for(batch, n_threads)
@@ -301,7 +313,8 @@ class Network:
                 trainer.epoch_begin()
                 start = time.perf_counter()
                 while not trainer.epoch_done:
-                    core.run(trainer, RUN_SECONDS)   # Ctrl-C surfaces between these calls
+                    with self._lock.writing:  # inference waits for whole updates
+                        core.run(trainer, RUN_SECONDS)   # Ctrl-C surfaces between these calls
                     self._raise_if_diverged(trainer, epoch)
                     if callback is not None and not trainer.epoch_done:
                         callback(FitProgress(epoch + 1, epochs, trainer.pos, n, trainer.epoch_loss,
@@ -349,6 +362,16 @@ class Network:
     def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, n_threads=None):
         """Exactly one update on exactly this batch (all rows of X); returns the batch's
         mean loss before the update. Momentum velocities persist across calls."""
+        lock = self._lock
+        lock.train_acquire("train_step")
+        lock.write_acquire()
+        try:
+            return self._train_step_locked(X, y, lr, momentum, nesterov, weight_decay, n_threads)
+        finally:
+            lock.write_release()
+            lock.train_release()
+
+    def _train_step_locked(self, X, y, lr, momentum, nesterov, weight_decay, n_threads):
         core, trainer = self._core, _core.Trainer()
         wanted = self.n_threads if n_threads is None else n_threads
         loss = None
@@ -397,7 +420,8 @@ class Network:
         X, labels, targets = self._check_Xy(X, y)
         clone = Network(self.layer_sizes, list(self.activations), self.loss, self.dtype,
                         n_threads=n_threads)
-        clone.set_weights(self._weights, self._biases)
+        with self._lock.reading:
+            clone.set_weights(self._weights, self._biases)
         batch = min(batch_size, len(X))
         core = clone._core_for(batch, n_threads)
         clone._use_state(core, momentum)
@@ -429,15 +453,19 @@ class Network:
         """Backpropagation only: the gradient of the mean loss over all of X, as a list
         of (dW, db) per layer (new arrays). The weights are not touched."""
         X, labels, targets = self._check_Xy(X, y)
+        grads = self._layout.zeros(1)[0]
         core = self._core_for(len(X))
-        core.gradients(X, labels, targets)
-        return [(dW.copy(), db.copy()) for dW, db in zip(*self._layout.views(self._grads))]
+        with self._lock.reading:
+            core.gradients(X, labels, targets, grads)
+        return list(zip(*self._layout.views(grads)))
 
     # -- inference ------------------------------------------------------------------
     def _outputs(self, X):
         X = check_X(X, self.layer_sizes[0], self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), dtype=self.dtype)
-        self._core_for(len(X)).predict(X, out)
+        core = self._core_for(len(X))
+        with self._lock.reading:
+            core.predict(X, out)
         return out
 
     def predict_proba(self, X: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
@@ -458,7 +486,9 @@ class Network:
         return self._evaluate_checked(*self._check_Xy(X, y))
 
     def _evaluate_checked(self, X, labels, targets):
-        total, correct = self._core_for(len(X)).evaluate(X, labels, targets)
+        core = self._core_for(len(X))
+        with self._lock.reading:
+            total, correct = core.evaluate(X, labels, targets)
         scores = {"loss": total / len(X)}
         if self.loss == "cross_entropy":
             scores["accuracy"] = correct / len(X)
