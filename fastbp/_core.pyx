@@ -14,7 +14,6 @@ cimport cython
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.math cimport INFINITY
 from libc.string cimport memset
 
 cnp.import_array()
@@ -137,6 +136,7 @@ cdef class CoreNet:
     cdef list spare_work          # work spaces of the same size for inference calls, which
                                   # may run in several threads at once, each with its own
     cdef int type_num             # NumPy's number for dtype
+    cdef double biggest           # the largest finite value of dtype
     cdef object step_labels       # int32 (max_batch,): try_train_step's copy of the labels
 
     def __cinit__(self):
@@ -192,6 +192,7 @@ cdef class CoreNet:
         self.net.work = cnp.PyArray_DATA(self.work)
         self.spare_work = []
         self.type_num = np.dtype(self.dtype).num
+        self.biggest = float(np.finfo(self.dtype).max)
         self.step_labels = np.empty(max_batch, dtype=np.int32)
 
     def __dealloc__(self):
@@ -324,8 +325,11 @@ cdef class CoreNet:
                 (type(weight_decay) is not float and type(weight_decay) is not int) or \
                 type(nesterov) is not bool:
             return None
-        r, m, wd, nest = lr, momentum, weight_decay, nesterov
-        if not (0 < r < INFINITY and 0 <= m < 1 and 0 <= wd < INFINITY) or (nest and m == 0):
+        try:
+            r, m, wd, nest = lr, momentum, weight_decay, nesterov
+        except OverflowError:  # an int beyond a double: the full checks name it
+            return None
+        if not (0 < r <= self.biggest and 0 <= m < 1 and 0 <= wd <= self.biggest) or (nest and m == 0):
             return None
         if (m > 0) != (self.net.state[0] != NULL) or self.net.rule != FBP_RULE_SGD:
             return None

@@ -25,38 +25,81 @@ def check_choice(name, value, choices):
     return value
 
 
-def check_positive(name, value, integer=False):
-    if type(value) is int or (type(value) is float and not integer):  # the common case, fast
-        if value > 0 and value != float("inf"):
-            return value
+# Integer arguments reach C as 64-bit integers: larger ones are refused by name here
+# rather than failing inside a conversion.
+MAX_INTEGER = 2 ** 62
+
+
+def short(value, limit=40):
+    """repr(value), cut to `limit` characters: an error message names, it does not dump."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _real(name, value, integer, what):
+    """value as a Python int or float, or TypeError/ValueError naming `name`."""
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}")
-    if not np.isfinite(value) or value <= 0:
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if integer:
+        return int(value)
+    try:
+        return float(value)   # Fraction, NumPy scalars, big ints: all Reals convert
+    except OverflowError:
+        raise ValueError(f"{name} = {short(value)} is too large: beyond the range of a float") from None
+
+
+def check_positive(name, value, integer=False, upper=None):
+    """A positive number (integer=True: a positive integer), finite, at most `upper`
+    (integers: at most MAX_INTEGER when upper is None)."""
+    if type(value) is int or (type(value) is float and not integer):  # the common case, fast
+        if 0 < value <= (MAX_INTEGER if integer or type(value) is int else float("inf")) and \
+                value != float("inf") and (upper is None or value <= upper):
+            return value if integer else float(value)
+    value = _real(name, value, integer, f"a positive {'integer' if integer else 'number'}")
+    if value <= 0 or (not integer and not np.isfinite(value)):
         raise ValueError(f"{name} must be positive, got {value!r}")
-    return int(value) if integer else float(value)
+    limit = upper if upper is not None else MAX_INTEGER if integer else None
+    if limit is not None and value > limit:
+        raise ValueError(f"{name} must be at most {limit}, got {short(value)}")
+    return value
 
 
 def check_nonnegative(name, value, upper=None):
-    if type(value) in (int, float) and 0 <= value < (upper if upper is not None else float("inf")):
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    """A finite number >= 0, and below `upper` when given."""
+    if type(value) is float and 0 <= value < (upper if upper is not None else float("inf")):
+        return value
+    value = _real(name, value, False, "a finite number")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (upper is not None and value >= upper):
         bound = f"in [0, {upper})" if upper is not None else ">= 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return float(value)
+    return value
 
 
 def check_sgd_settings(lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                       nesterov: bool = False) -> tuple[float, float, float, bool]:
-    """The settings of one SGD step, checked: (lr, momentum, weight_decay, nesterov)."""
+                       nesterov: bool = False, dtype: Any = None) -> tuple[float, float, float, bool]:
+    """The settings of one SGD step, checked: (lr, momentum, weight_decay, nesterov).
+    With dtype, each must also be a finite number of that dtype: C computes in the
+    parameters' dtype, where a float32 lr of 1e39 is inf."""
     lr = check_positive("lr", lr)
     momentum = check_nonnegative("momentum", momentum, upper=1.0)
     weight_decay = check_nonnegative("weight_decay", weight_decay)
     if nesterov and momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0")
+    if dtype is not None:
+        check_representable(dtype, lr=lr, weight_decay=weight_decay)
     return lr, momentum, weight_decay, bool(nesterov)
+
+
+def check_representable(dtype, **values):
+    """Each value finite in dtype (float32 or float64), or ValueError naming it."""
+    biggest = float(np.finfo(dtype).max)
+    for name, value in values.items():
+        if abs(value) > biggest:
+            raise ValueError(f"{name} = {value!r} overflows {np.dtype(dtype).name}, the parameters' "
+                             f"dtype (largest {biggest:.3g})")
 
 
 def _check_finite(name, a, n_threads=1):
@@ -75,7 +118,7 @@ def check_X(X: Any, n_features: int, dtype: Any, name: str = "X", n_threads: int
     n_threads threads."""
     if not (type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous):
         if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-            X = np.asarray(X)
+            X = as_array(X, name, "a 2-D array of numbers (n_samples, n_features)")
         if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or \
                 np.issubdtype(X.dtype, np.complexfloating):
             raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
@@ -91,9 +134,18 @@ def check_X(X: Any, n_features: int, dtype: Any, name: str = "X", n_threads: int
     return X
 
 
+def as_array(a, name, what):
+    """np.asarray(a), with NumPy's error for ragged or mixed sequences naming `name`."""
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name} must be {what}; it could not be made an array "
+                         f"(rows of different lengths?): {e}") from None
+
+
 def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> npt.NDArray[np.int32]:
     """Class labels as int32 in [0, n_classes)."""
-    y = np.asarray(y)
+    y = as_array(y, name, "a 1-D array of class labels")
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D class labels, got shape {y.shape}")
     if len(y) != n_samples:
@@ -120,7 +172,7 @@ def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> npt
 
 def check_targets(y: Any, n_samples: int, n_outputs: int, dtype: Any, name: str = "y") -> npt.NDArray[Any]:
     """Regression targets as a C-contiguous (n, n_outputs) array of dtype."""
-    y = np.asarray(y)
+    y = as_array(y, name, "an array of regression targets")
     if y.ndim == 1 and n_outputs == 1:
         y = y.reshape(-1, 1)
     if y.ndim != 2 or y.shape[1] != n_outputs:

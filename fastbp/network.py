@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _core
 from ._memory import ParamLayout
-from ._validation import (check_choice, check_dtype, check_labels,
+from ._validation import (as_array, check_choice, check_dtype, check_labels,
                           check_positive, check_sgd_settings, check_targets, check_X)
 from .optim import Schedule
 
@@ -25,6 +25,7 @@ ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 LOSSES = {"cross_entropy": 0, "mse": 1}
 OPTIMIZERS = ("sgd", "gd")
 MAX_LAYERS = 64          # csrc/real.h FBP_MAX_LAYERS
+MAX_THREADS = 1024       # a sanity bound on n_threads (C runs at most 64 of them)
 CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-batch gradients
 WORK_VALUES = 1 << 21    # at most this many input values per chunk: the C work space holds
                          # a few arrays of (rows, n_inputs), so wide inputs take fewer rows
@@ -40,8 +41,8 @@ def default_threads():
             n = int(env)
         except ValueError:
             raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}") from None
-        if n < 1:
-            raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}")
+        if not 1 <= n <= MAX_THREADS:
+            raise ValueError(f"FASTBP_NUM_THREADS must be an integer in [1, {MAX_THREADS}], got {env!r}")
         return n
     try:
         return len(os.sched_getaffinity(0))
@@ -52,7 +53,7 @@ def default_threads():
 def check_threads(n_threads):
     if n_threads is None:
         return default_threads()
-    return check_positive("n_threads", n_threads, integer=True)
+    return check_positive("n_threads", n_threads, integer=True, upper=MAX_THREADS)
 
 
 @dataclass
@@ -192,12 +193,16 @@ class Network:
             raise ValueError(f"expected {self.n_layers} weight matrices and bias vectors")
         new_w, new_b = [], []
         for l, (w, b) in enumerate(zip(weights, biases)):
-            w, b = np.asarray(w), np.asarray(b)
+            w = as_array(w, f"weights[{l}]", "an array of numbers")
+            b = as_array(b, f"biases[{l}]", "an array of numbers")
             if w.shape != self._weights[l].shape or b.shape != self._biases[l].shape:
                 raise ValueError(f"layer {l}: expected weights {self._weights[l].shape} and biases "
                                  f"{self._biases[l].shape}, got {w.shape} and {b.shape}")
+            with np.errstate(over="ignore", invalid="ignore"):  # checked right below
+                w, b = w.astype(self.dtype), b.astype(self.dtype)
             if not (np.isfinite(w).all() and np.isfinite(b).all()):
-                raise ValueError(f"layer {l}: weights or biases contain NaN or inf")
+                raise ValueError(f"layer {l}: weights or biases contain NaN or inf, or values "
+                                 f"beyond the range of {self.dtype.name}")
             new_w.append(w)
             new_b.append(b)
         with self._lock.writing:
@@ -276,7 +281,7 @@ class Network:
         """
         check_choice("optimizer", optimizer, OPTIMIZERS)
         lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
-                                                                  nesterov)
+                                                                  nesterov, self.dtype)
         batch_size = check_positive("batch_size", batch_size, integer=True)
         epochs = check_positive("epochs", epochs, integer=True)
         sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma, tol=tol,
@@ -383,7 +388,7 @@ class Network:
             loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov)
         if loss is None:
             lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
-                                                                      nesterov)
+                                                                      nesterov, self.dtype)
             n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
             X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
             core = self._core_for(len(X), n_threads)
@@ -415,7 +420,7 @@ class Network:
         """
         batch_size = check_positive("batch_size", batch_size, integer=True)
         steps = check_positive("steps", steps, integer=True)
-        lr, momentum, _, _ = check_sgd_settings(lr, momentum)
+        lr, momentum, _, _ = check_sgd_settings(lr, momentum, dtype=self.dtype)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y)
         clone = Network(self.layer_sizes, list(self.activations), self.loss, self.dtype,

@@ -8,7 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._validation import check_choice, check_nonnegative, check_positive, check_sgd_settings
+from ._validation import (check_choice, check_nonnegative, check_positive, check_representable,
+                          check_sgd_settings)
 
 SCHEDULES = ("constant", "invscaling", "step", "adaptive")
 
@@ -44,6 +45,7 @@ def sgd_update(param: npt.NDArray[np.floating[Any]], grad: npt.NDArray[np.floati
                              f"{param.dtype}, got {a.shape} {a.dtype}")
     if not param.flags.writeable:
         raise ValueError("param must be writeable: it is updated in place")
+    check_representable(param.dtype, lr=lr, weight_decay=weight_decay)
     if momentum > 0 and velocity is None:
         raise ValueError("momentum > 0 needs a velocity array (np.zeros_like(param) to start)")
     if momentum == 0:

@@ -218,11 +218,23 @@ BAD_FIT_SETTINGS = [
     (dict(nesterov=True, momentum=0.0), ValueError, "nesterov"),
     (dict(n_iter_no_change=0), ValueError, "n_iter_no_change"),
     (dict(tol=-1.0), ValueError, "tol"),
+    # finite as Python numbers, but not in the float32 parameters, or not in C's integers
+    (dict(lr=1e39), ValueError, "lr = 1e.39 overflows float32"),
+    (dict(weight_decay=1e39), ValueError, "weight_decay = 1e.39 overflows float32"),
+    (dict(lr=10 ** 400), ValueError, "lr = 1000.* too large"),
+    (dict(momentum=10 ** 400), ValueError, "momentum"),
+    (dict(tol=10 ** 400), ValueError, "tol"),
+    (dict(schedule="step", gamma=10 ** 400), ValueError, "gamma"),
+    (dict(schedule="step", step_size=2 ** 70), ValueError, "step_size must be at most"),
+    (dict(batch_size=2 ** 70), ValueError, "batch_size must be at most"),
+    (dict(epochs=2 ** 70), ValueError, "epochs must be at most"),
+    (dict(n_iter_no_change=2 ** 70), ValueError, "n_iter_no_change must be at most"),
+    (dict(n_threads=2 ** 70), ValueError, "n_threads must be at most 1024"),
 ]
 
 
 @pytest.mark.parametrize("settings,error,pattern", BAD_FIT_SETTINGS,
-                         ids=[f"{k}={v!r}" for s, _, _ in BAD_FIT_SETTINGS for k, v in list(s.items())[-1:]])
+                         ids=[f"{k}={v!r:.20}" for s, _, _ in BAD_FIT_SETTINGS for k, v in list(s.items())[-1:]])
 def test_fit_rejects_bad_settings(settings, error, pattern):
     net = classifier()
     X, y = good_data()
@@ -236,7 +248,7 @@ TRAIN_STEP_SETTINGS = [s for s in BAD_FIT_SETTINGS if set(s[0]) <= {"lr", "momen
 
 
 @pytest.mark.parametrize("settings,error,pattern", TRAIN_STEP_SETTINGS,
-                         ids=[f"{k}={v!r}" for s, _, _ in TRAIN_STEP_SETTINGS for k, v in list(s.items())[-1:]])
+                         ids=[f"{k}={v!r:.20}" for s, _, _ in TRAIN_STEP_SETTINGS for k, v in list(s.items())[-1:]])
 def test_train_step_rejects_bad_settings(settings, error, pattern):
     net = classifier()
     X, y = good_data()
@@ -247,7 +259,7 @@ def test_train_step_rejects_bad_settings(settings, error, pattern):
 
 
 @pytest.mark.parametrize("settings,error,pattern", TRAIN_STEP_SETTINGS,
-                         ids=[f"{k}={v!r}" for s, _, _ in TRAIN_STEP_SETTINGS for k, v in list(s.items())[-1:]])
+                         ids=[f"{k}={v!r:.20}" for s, _, _ in TRAIN_STEP_SETTINGS for k, v in list(s.items())[-1:]])
 def test_train_step_fast_path_rejects_bad_settings(settings, error, pattern):
     net = warmed_up(classifier(), "cross_entropy", 0.0)
     X, y = good_data()
@@ -310,6 +322,58 @@ def test_set_weights_rejects_wrong_shapes_and_non_finite_values():
     with pytest.raises(ValueError, match="NaN"):
         net.set_weights(weights, biases)
     assert_params_equal(net, before)
+
+
+def test_set_weights_checks_the_values_after_the_cast_to_the_network_dtype():
+    net = classifier("float32")
+    before = params_copy(net)
+    weights, biases = [w.astype(np.float64) for w in before[0]], [b.astype(np.float64) for b in before[1]]
+    weights[0][2, 1] = 1e39      # finite in float64, inf in float32
+    with pytest.raises(ValueError, match="layer 0.*beyond the range of float32"):
+        net.set_weights(weights, biases)
+    assert_params_equal(net, before)
+    fastbp.Network(SIZES, dtype="float64", seed=0).set_weights(weights, biases)  # fine there
+
+
+def test_ragged_or_mixed_arrays_are_named():
+    net = classifier()
+    ragged = [[0.0] * SIZES[0], [0.0] * (SIZES[0] - 1)]
+    for call in (lambda: net.fit(ragged, [0, 1], epochs=1), lambda: net.predict(ragged)):
+        with pytest.raises(ValueError, match="^X must be a 2-D array"):
+            call()
+    X, _ = good_data()
+    with pytest.raises(ValueError, match="^y must be a 1-D array"):
+        net.fit(X[:2], [[0], [1, 2]], epochs=1)
+
+
+def test_number_types_that_are_reals_work_as_settings():
+    from fractions import Fraction
+    X, y = good_data()
+    a, b = classifier(), classifier()
+    a.fit(X, y, lr=Fraction(1, 20), momentum=Fraction(1, 2), epochs=2)
+    b.fit(X, y, lr=0.05, momentum=0.5, epochs=2)
+    assert_params_equal(a, params_copy(b))
+
+
+def test_huge_thread_counts_and_step_counts_are_named(monkeypatch):
+    X, y = good_data()
+    with pytest.raises(ValueError, match="steps must be at most"):
+        classifier().profile(X, y, steps=2 ** 70)
+    with pytest.raises(ValueError, match="n_threads must be at most"):
+        fastbp.Network(SIZES, n_threads=10 ** 30)
+    monkeypatch.setenv("FASTBP_NUM_THREADS", str(10 ** 30))
+    with pytest.raises(ValueError, match=r"FASTBP_NUM_THREADS must be an integer in \[1, 1024\]"):
+        fastbp.Network(SIZES)
+
+
+def test_sgd_update_refuses_an_lr_that_overflows_the_arrays_dtype():
+    param, grad = np.ones(5, np.float32), np.ones(5, np.float32)
+    with pytest.raises(ValueError, match="lr = 1e.39 overflows float32"):
+        fastbp.sgd_update(param, grad, 1e39)
+    assert (param == 1).all()
+    p64 = np.ones(5)
+    fastbp.sgd_update(p64, np.ones(5), 1e39)   # finite in float64
+    assert np.isfinite(p64).all()
 
 
 def test_predict_proba_needs_a_classifier():
