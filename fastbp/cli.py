@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -55,7 +56,12 @@ RECIPES = {
 
 
 class UsageError(Exception):
-    """A mistake of the user's: reported as one line, exit status 2."""
+    """A mistake of the user's: reported as one line, exit status 2; `details`, when
+    given, follow on lines of their own (where a file was looked for, say)."""
+
+    def __init__(self, message, details=None):
+        super().__init__(message)
+        self.details = details
 
 
 # -- argument helpers ----------------------------------------------------------------
@@ -123,19 +129,21 @@ def load_dataset(name, data_dir, kind, download=True):
     if loader is None:
         raise UsageError(f"--dataset {name}: this fastbp has no {DATASET_LOADERS[name]} in "
                          "fastbp.datasets; use --dataset mnist")
-    kwargs = {"path": data_dir, "kind": kind}
-    if _accepts(loader, "download"):
-        kwargs["download"] = download
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise UsageError(f"--data {data_dir}: no such directory")
+    # A folder given with --data is where the files are: nothing is downloaded then.
+    download = download and data_dir is None
+    kwargs = {"path": data_dir, "kind": kind, "download": download}
     try:
         images, labels = loader(**kwargs)
     except FileNotFoundError as e:   # includes datasets.DataNotFoundError
-        # The loader's message says where it looked and how to supply the files;
-        # add how to point this command at them.
         env = os.environ.get("FASTBP_DATA")
-        given = (f"--data {os.path.abspath(data_dir)}" if data_dir is not None else "no --data")
-        given += f", FASTBP_DATA={os.path.abspath(env)}" if env else ", FASTBP_DATA unset"
-        raise UsageError(f"no {name} {kind} data ({given}): {e} On the command line: "
-                         "--data DIR or FASTBP_DATA=DIR.") from None
+        where = f"--data {data_dir}" if data_dir is not None else \
+            f"FASTBP_DATA={env}" if env else "the cache"
+        raise UsageError(f"no {name} {kind} files in {where}"
+                         + (" and none could be downloaded" if download else "")
+                         + ": pass --data DIR or set FASTBP_DATA=DIR, a folder with the four "
+                           "IDX files (.gz or not). Details:", details=str(e)) from None
     return scale_images(images), labels
 
 
@@ -561,6 +569,10 @@ def main(argv=None):
         return args.run(args, out)
     except UsageError as e:
         message = f"fastbp {args.command}: error: {e}"
+        if e.details:
+            print(one_line(message), file=sys.stderr)
+            print(textwrap.indent(e.details.strip(), "  "), file=sys.stderr)
+            return EXIT_USAGE
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
         message = f"fastbp {args.command}: error: {e}"
     except (ValueError, TypeError) as e:

@@ -320,7 +320,11 @@ def download_dataset(name, directory=None, mirrors=None, timeout=DOWNLOAD_TIMEOU
     if not mirrors:
         raise DataNotFoundError(f"cannot download {title}: no mirrors configured\n"
                                 + _how_to_supply(name))
-    created = not os.path.isdir(directory)
+    created = []  # the folders made here, innermost first: removed again if nothing lands
+    folder = os.path.abspath(directory)
+    while not os.path.isdir(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
     os.makedirs(directory, exist_ok=True)
     failures, unreachable, any_checksum = [], set(), False
     for file_name, (md5, sha256) in CHECKSUMS[name].items():
@@ -330,8 +334,7 @@ def download_dataset(name, directory=None, mirrors=None, timeout=DOWNLOAD_TIMEOU
         file_failures = []
         for base in mirrors:
             url = base.rstrip("/") + "/" + file_name
-            if base in unreachable:
-                file_failures.append(f"{url}: not tried (mirror unreachable)")
+            if base in unreachable:  # said once, at the first file
                 continue
             print(f"fastbp: downloading {url}", file=sys.stderr)
             result = _fetch_verified(url, destination, md5, sha256, timeout)
@@ -345,8 +348,10 @@ def download_dataset(name, directory=None, mirrors=None, timeout=DOWNLOAD_TIMEOU
         else:
             failures += file_failures
     if failures:
-        if created and not os.listdir(directory):
-            os.rmdir(directory)
+        for folder in created:
+            if os.listdir(folder):
+                break
+            os.rmdir(folder)
         error = ChecksumError if any_checksum else DataNotFoundError
         raise error(f"could not download {title} into {directory}:\n  "
                     + "\n  ".join(failures) + "\n" + _how_to_supply(name))

@@ -153,15 +153,34 @@ def test_progress_bar_reports_rate_and_running_loss():
     assert "loss 0.2500" in stream.getvalue()
 
 
-def test_train_without_data_says_where_it_looked(capsys, tmp_path):
-    empty = tmp_path / "nothing-here"
-    status, out, err = run(capsys, "train", "--data", empty, "--no-download")
-    assert_one_line_error(status, err, str(empty), "FASTBP_DATA", "train-images-idx3-ubyte")
+def test_a_data_folder_that_does_not_exist_is_reported_as_such(capsys, tmp_path):
+    missing = tmp_path / "nothing-here"
+    status, out, err = run(capsys, "train", "--data", missing)   # downloads allowed: none tried
+    assert_one_line_error(status, err, f"--data {missing}: no such directory")
+    assert "downloading" not in err
+
+
+def assert_short_error_then_details(status, err, first_has, details_have):
+    lines = err.strip().splitlines()
+    assert status == 2 and lines[0].startswith("fastbp train: error: ")
+    assert len(lines[0]) < 300, "the first line is the short message"
+    for text in first_has:
+        assert text in lines[0]
+    for text in details_have:
+        assert text in "\n".join(lines[1:])
+
+
+def test_train_in_a_folder_without_the_files_says_where_it_looked(capsys, tmp_path):
+    status, out, err = run(capsys, "train", "--data", tmp_path)
+    assert_short_error_then_details(status, err, [f"--data {tmp_path}", "FASTBP_DATA=DIR"],
+                                    [str(tmp_path), "train-images-idx3-ubyte"])
+    assert "downloading" not in err
 
 
 def test_train_without_data_or_FASTBP_DATA_says_so(capsys):
     status, out, err = run(capsys, "train", "--no-download")
-    assert_one_line_error(status, err, "FASTBP_DATA unset", "--data DIR")
+    assert_short_error_then_details(status, err, ["the cache", "--data DIR", "FASTBP_DATA=DIR"],
+                                    ["$FASTBP_DATA: not set", "cache: "])
 
 
 @pytest.mark.parametrize("layers", ["784,x", "784", "784,0,10", "", "784,,10"])

@@ -2,6 +2,9 @@
 files it mentions exist."""
 import importlib.util
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -43,9 +46,11 @@ def test_readme_test_command_is_what_ci_runs():
     assert any(line.startswith("FASTBP_CPU=generic pytest tests") for line in ci_lines)
 
 
-def test_readme_train_command_comes_first():
+def test_readme_train_command_comes_first_and_ci_runs_it():
     first = code_blocks("bash")[0]
-    assert "pip install ." in first and "python -m fastbp train" in first
+    assert "pip install ." in first and "fastbp train" in first
+    ci_lines = {line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()}
+    assert first.strip() in ci_lines, "README's first command is not a line of .ci/run"
 
 
 def test_flags_in_readme_exist():
@@ -70,3 +75,19 @@ def test_linked_docs_exist():
     assert links
     for link in links:
         assert (REPO_ROOT / link).is_file(), link
+
+
+def test_importing_an_uncompiled_source_tree_says_what_happened_and_what_to_do(tmp_path):
+    # What `python -m fastbp train` from the root of a fresh clone meets: ./fastbp first
+    # on sys.path, with its sources but no compiled core.
+    tree = tmp_path / "fastbp"
+    tree.mkdir()
+    for source in (REPO_ROOT / "fastbp").iterdir():
+        if source.suffix in (".py", ".pyx", ".pyi"):
+            shutil.copy(source, tree / source.name)
+    result = subprocess.run([sys.executable, "-c", "import fastbp"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: fastbp was imported from its source tree")
+    assert "`fastbp` command" in last and "pip install -e ." in last
