@@ -32,8 +32,10 @@ from .network import ACTIVATIONS, OPTIMIZERS, Network
 from .optim import SCHEDULES, Schedule
 
 EXIT_USAGE = 2          # a user mistake: bad argument, missing file, incompatible data
-EXIT_DIVERGED = 1       # training blew up (NaN/inf loss)
+EXIT_DIVERGED = 1       # training blew up (NaN/inf loss, or a loss DIVERGED_FACTOR x the start's)
+DIVERGED_FACTOR = 100
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away, as shells report SIGPIPE
 TRAIN_ACCURACY_ROWS = 10_000   # train accuracy is measured on this many training images
 
 # Defaults of `fastbp train`; a recipe overrides some, explicit flags override both.
@@ -250,11 +252,12 @@ def cmd_train(args, out):
     print(f"fastbp {__version__}: training {'-'.join(map(str, sizes))} {s['activation']} on "
           f"{args.dataset}{recipe}: {len(X)} train, {len(X_val)} {val_name} images; {s['optimizer']} "
           f"lr {s['lr']:g} momentum {s['momentum']:g} batch {s['batch_size']} schedule {s['schedule']}, "
-          f"{s['epochs']} epochs", file=out, flush=True)
+          f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}", file=out, flush=True)
     print(f"(train acc is measured on the first {min(TRAIN_ACCURACY_ROWS, len(X))} training images)",
           file=out, flush=True)
     progress = Progress(out, enabled=out.isatty())
     rows = []
+    initial_loss = net.evaluate(X[:TRAIN_ACCURACY_ROWS], y[:TRAIN_ACCURACY_ROWS])["loss"]
 
     def report(p):
         """fit's callback: the progress bar during an epoch, a line at its end."""
@@ -289,6 +292,13 @@ def cmd_train(args, out):
           f"({updates} updates, {us_per_update:.1f} µs per update, {train_seconds:.1f} s training)",
           file=out, flush=True)
 
+    final_loss = hist.loss[-1]   # the last epoch's mean, as printed
+    if not final_loss < DIVERGED_FACTOR * initial_loss:
+        # No NaN stopped it, but the weights are useless: say so and do not save them.
+        print(f"fastbp train: training diverged: the training loss rose from {initial_loss:.3g} "
+              f"to {final_loss:.3g}. Try a smaller --lr (this run: {s['lr']:g})"
+              + ("; the model was not saved." if args.save else "."), file=sys.stderr)
+        return EXIT_DIVERGED
     if args.save:
         net.save(args.save)
         print(f"saved the model to {args.save}", file=out)
@@ -357,16 +367,18 @@ def read_images(path):
     """Images from an IDX file (gzipped or not) or a .npy array (no pickles)."""
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
+    kinds = ("predict reads an IDX image file (as MNIST's, .gz or not) or a .npy array of "
+             "shape (n, 784) or (n, 28, 28)")
     if path.endswith(".npy"):
         try:
             images = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
-            raise UsageError(f"{path}: not a readable .npy array ({e})") from None
+            raise UsageError(f"{path}: not a readable .npy array ({e}); {kinds}") from None
     else:
         try:
             images = datasets.read_idx(path, datasets.IMAGES_MAGIC)
         except ValueError as e:
-            raise UsageError(str(e)) from None
+            raise UsageError(f"{e}; {kinds}") from None
     return scale_images(images)
 
 
@@ -471,34 +483,52 @@ def cmd_bench(args, out):
 
 # -- the parser ---------------------------------------------------------------------------
 def add_data_options(p):
-    p.add_argument("--dataset", choices=sorted(DATASET_LOADERS), default="mnist")
+    p.add_argument("--dataset", choices=sorted(DATASET_LOADERS), default="mnist",
+                   help="which images (default mnist)")
     p.add_argument("--data", metavar="DIR", help="directory of the IDX files (default: $FASTBP_DATA)")
     p.add_argument("--no-download", action="store_true",
                    help="never download missing files (when the data loader can download)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (argparse prints its whole usage block
+    first, burying the message)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def as_flags(settings):
+    """{"batch_size": 64, "nesterov": False} -> "--batch-size 64": settings as typed."""
+    return " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+                    for k, v in settings.items() if v is not None and v is not False)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastbp", description="Train and use MLPs whose training runs in C.")
+    parser = OneLineParser(prog="fastbp", description="Train and use MLPs whose training runs in C.")
     parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    wrap = lambda text: textwrap.fill(text, 78, break_on_hyphens=False)  # noqa: E731
     t = sub.add_parser("train", help="train an MLP on MNIST",
-                       description="Train an MLP on MNIST. Defaults: " +
-                       ", ".join(f"{k} {v}" for k, v in TRAIN_DEFAULTS.items() if v is not None) +
-                       ". Recipes: " + "; ".join(f"{name} = {r}" for name, r in RECIPES.items()))
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="\n\n".join(
+                           [wrap("Train an MLP on MNIST. Defaults: " + as_flags(TRAIN_DEFAULTS) + ".")]
+                           + [wrap(f"--recipe {name} stands for {as_flags(r)}.") for name, r in RECIPES.items()]))
     add_data_options(t)
     t.add_argument("--recipe", choices=sorted(RECIPES), help="a named set of the flags below")
     t.add_argument("--layers", help="units per layer, input first (default 784,256,10)")
-    t.add_argument("--activation", choices=sorted(ACTIVATIONS))
+    t.add_argument("--activation", choices=sorted(ACTIVATIONS), help="of the hidden layers")
     t.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (mini-batch) or gd (full batch)")
-    t.add_argument("--lr", type=positive(float))
-    t.add_argument("--batch-size", dest="batch_size", type=positive(int))
-    t.add_argument("--epochs", type=positive(int))
-    t.add_argument("--momentum", type=nonnegative_float)
-    t.add_argument("--nesterov", action="store_true")
-    t.add_argument("--weight-decay", dest="weight_decay", type=nonnegative_float)
-    t.add_argument("--schedule", choices=SCHEDULES)
+    t.add_argument("--lr", type=positive(float), help="learning rate: the step is lr times the gradient")
+    t.add_argument("--batch-size", dest="batch_size", type=positive(int), help="samples per update (sgd)")
+    t.add_argument("--epochs", type=positive(int), help="passes over the training images")
+    t.add_argument("--momentum", type=nonnegative_float, help="in [0, 1): the share of the last step kept")
+    t.add_argument("--nesterov", action="store_true", help="Nesterov momentum (needs --momentum > 0)")
+    t.add_argument("--weight-decay", dest="weight_decay", type=nonnegative_float,
+                   help="L2 penalty on the weights (not the biases)")
+    t.add_argument("--schedule", choices=SCHEDULES, help="how lr changes over the epochs")
     t.add_argument("--step-size", dest="step_size", type=positive(int), help="epochs per step (schedule step)")
     t.add_argument("--gamma", type=positive(float), help="lr factor per step (schedule step)")
     t.add_argument("--decay", type=nonnegative_float, help="per-update decay (schedule invscaling)")
@@ -506,10 +536,10 @@ def build_parser():
     t.add_argument("--val-size", dest="val_size", type=nonnegative_int,
                    help="hold out the last N training images for validation (default 0: report "
                         "test accuracy per epoch instead, without training on it)")
-    t.add_argument("--dtype", choices=("float32", "float64"))
-    t.add_argument("--seed", type=int)
-    t.add_argument("--threads", type=positive(int))
-    t.add_argument("--save", metavar="MODEL.fbp")
+    t.add_argument("--dtype", choices=("float32", "float64"), help="of the weights and the arithmetic")
+    t.add_argument("--seed", type=int, help="initial weights and shuffling: the same seed, the same run")
+    t.add_argument("--threads", type=positive(int), help="threads per update (default: $FASTBP_NUM_THREADS or all CPUs)")
+    t.add_argument("--save", metavar="MODEL.fbp", help="write the trained model there")
     t.add_argument("--plot", metavar="RUN.png", help="loss and accuracy per epoch")
     t.add_argument("--plot-weights", dest="plot_weights", metavar="WEIGHTS.png",
                    help="the first layer's weights as 28x28 tiles")
@@ -517,26 +547,26 @@ def build_parser():
     t.set_defaults(run=cmd_train)
 
     e = sub.add_parser("evaluate", help="loss, accuracy and confusion matrix of a saved model")
-    e.add_argument("model")
+    e.add_argument("model", help="a model file written by --save or Network.save")
     add_data_options(e)
-    e.add_argument("--kind", choices=("test", "train"), default="test")
+    e.add_argument("--kind", choices=("test", "train"), default="test", help="which images (default test)")
     e.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("predict", help="labels and probabilities for images")
-    p.add_argument("model")
+    p.add_argument("model", help="a model file written by --save or Network.save")
     p.add_argument("images", help="an IDX image file (.gz or raw) or a .npy array (n, 784) or (n, 28, 28)")
     p.add_argument("--all", action="store_true", help="print every class probability")
     p.set_defaults(run=cmd_predict)
 
     i = sub.add_parser("info", help="version, code path, threads, NumPy/BLAS")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="as JSON")
     i.set_defaults(run=cmd_info)
 
     r = sub.add_parser("profile", help="time one update inside C, phase by phase")
-    r.add_argument("--layers", default="784,256,10")
-    r.add_argument("--batch-size", type=positive(int), default=32)
-    r.add_argument("--steps", type=positive(int), default=200)
-    r.add_argument("--threads", type=positive(int), default=None)
+    r.add_argument("--layers", default="784,256,10", help="units per layer (default 784,256,10)")
+    r.add_argument("--batch-size", type=positive(int), default=32, help="samples per update (default 32)")
+    r.add_argument("--steps", type=positive(int), default=200, help="updates timed (default 200)")
+    r.add_argument("--threads", type=positive(int), default=None, help="default: all CPUs")
     r.add_argument("--mnist", action="store_true", help="MNIST training images instead of random ones")
     add_data_options(r)
     r.set_defaults(run=cmd_profile)
@@ -567,6 +597,11 @@ def main(argv=None):
     out = sys.stdout
     try:
         return args.run(args, out)
+    except BrokenPipeError:
+        # The reader went away (`fastbp predict ... | head`): stop quietly, as programs
+        # killed by SIGPIPE do, and keep Python from reporting the unflushed stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except UsageError as e:
         message = f"fastbp {args.command}: error: {e}"
         if e.details:

@@ -194,12 +194,61 @@ def test_layers_that_do_not_fit_the_data_are_one_line(capsys, digits_dir):
     assert_one_line_error(status, err, "--layers 100,10", "784 inputs")
 
 
-@pytest.mark.parametrize("argv", [["train", "--lr", "-1"], ["train", "--epochs", "two"],
-                                  ["train", "--activation", "swish"], ["frobnicate"], []])
-def test_argument_errors_exit_2_without_traceback(capsys, argv):
+@pytest.mark.parametrize("argv", [["train", "--lr", "-1"], ["train", "--epochs", "0"],
+                                  ["train", "--threads", "0"], ["train", "--epochs", "two"],
+                                  ["train", "--activation", "swish"], ["frobnicate"], [],
+                                  ["profile", "--steps", "-3"]])
+def test_argument_errors_are_one_line_with_exit_2(capsys, argv):
     status, out, err = run(capsys, *argv)
-    assert status == 2
-    assert "Traceback" not in err and "error" in err
+    assert_one_line_error(status, err, "error")
+    assert "usage:" not in err and "--help" in err
+
+
+def test_every_option_has_help_text_and_recipes_read_as_flags():
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if action.option_strings and name != "bench" or action.dest in ("model", "images"):
+                assert action.help, f"fastbp {name} {action.option_strings or action.dest} has no help"
+    text = " ".join(subparsers["train"].format_help().split())
+    assert "--recipe fast98 stands for --layers 784,512,10" in text
+    assert "{'" not in text and "--weight-decay 0.0" in text
+
+
+def test_one_epoch_is_one_epoch(capsys, digits_dir):
+    status, out, err = run(capsys, "train", "--data", digits_dir, "--no-download", "--epochs", 1,
+                           "--layers", "784,8,10")
+    assert status == 0, err
+    assert ", 1 epoch\n" in out
+
+
+def test_a_loss_that_grew_by_orders_of_magnitude_exits_1_and_saves_nothing(capsys, digits_dir,
+                                                                            tmp_path):
+    model = tmp_path / "m.fbp"
+    status, out, err = run(capsys, "train", "--data", digits_dir, "--no-download", "--lr", "50",
+                           "--epochs", 2, "--save", model)
+    assert status == 1, (out, err)
+    assert "training diverged: the training loss rose from" in err and "not saved" in err
+    assert not model.exists()
+
+
+def test_predict_into_a_closed_pipe_ends_quietly(tmp_path, saved_model):
+    net, path = saved_model
+    images = (synthetic_digits(3000, 5)[0]).astype(np.uint8)
+    npy = tmp_path / "many.npy"
+    np.save(npy, images)
+    result = subprocess.run(f'"{sys.executable}" -m fastbp predict "{path}" "{npy}" | head -n 2',
+                            shell=True, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            executable="/bin/bash")
+    assert result.stdout.splitlines()[0] == "index label probability"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_predict_on_a_file_of_another_kind_says_what_it_reads(capsys, tmp_path, saved_model):
+    net, path = saved_model
+    status, out, err = run(capsys, "predict", path, path)
+    assert_one_line_error(status, err, "predict reads an IDX image file", ".npy array")
 
 
 def test_save_into_missing_directory_is_refused_before_training(capsys, digits_dir, tmp_path):
