@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import zipfile
 
@@ -72,6 +73,13 @@ def save_network(net, path):
     # rename within one file system, which is atomic.
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600): give it the mode the file it replaces
+        # had, or else the one a plain open() would give under the user's umask.
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, allow_pickle=False, **arrays)   # a file object: no ".npz" appended
             f.flush()
@@ -85,8 +93,27 @@ def save_network(net, path):
         raise
 
 
+def _umask():
+    """The process's umask, read without changing it where Linux tells it (os.umask
+    can only be read by setting it, which races with other threads' file creation)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+class BadModelFile(ValueError):
+    """What `load` raises for a file that is not a complete, consistent model."""
+
+
 def _bad(path, problem):
-    return ValueError(f"{path}: not a usable fastbp model file: {problem}")
+    return BadModelFile(f"{path}: not a usable fastbp model file: {problem}")
 
 
 def _read_npy_header(path, archive, info):
@@ -134,7 +161,7 @@ def _check_metadata(path, meta):
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise _bad(path, f"format_version must be a positive integer, got {version!r}")
     if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: written in model format version {version} by fastbp "
+        raise BadModelFile(f"{path}: written in model format version {version} by fastbp "
                          f"{meta.get('fastbp_version', '?')}; this fastbp ({__version__}) reads "
                          f"format versions up to {FORMAT_VERSION}: upgrade fastbp to load it")
     sizes = meta.get("layer_sizes")
@@ -169,11 +196,38 @@ def load(path: str | os.PathLike[str]) -> Network:
     from .network import Network   # network.py imports this module lazily too
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such model file")
-    file_size = os.path.getsize(path)
+    try:  # non-blocking: a FIFO must not hang the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such model file") from None
+    # One open file for every check and read: measured and read by path, a file that
+    # another process replaces in between could be judged by one and read from another.
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _bad(path, "not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            meta, arrays = _read_model(path, f, info.st_size)
+        except BadModelFile:
+            raise
+        except Exception as e:  # noqa: BLE001 - a hostile file can reach any error of zipfile/json
+            raise _bad(path, f"unreadable ({type(e).__name__}: {e})") from None
+
+    activation = meta["activations"] if meta["activations"] else "relu"
     try:
-        archive = zipfile.ZipFile(path)
+        net = Network(meta["layer_sizes"], activation=activation, loss=meta["loss"], dtype=meta["dtype"])
+        net.set_weights(arrays[0::2], arrays[1::2])
+    except (ValueError, TypeError) as e:
+        raise _bad(path, str(e)) from None
+    return net
+
+
+def _read_model(path, f, file_size):
+    """(metadata, [W0, b0, W1, ...]) from the open model file f, every size checked
+    against the file's before anything is allocated; ValueError for what is wrong."""
+    try:
+        archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise _bad(path, f"not a zip archive, or truncated ({e})") from None
     with archive:
@@ -233,11 +287,4 @@ def load(path: str | os.PathLike[str]) -> Network:
         arrays = [np.frombuffer(_read_member(path, archive, info, offset, nbytes),
                                 dtype=dtype_expected).reshape(want)
                   for info, offset, nbytes, want in plan]
-
-    activation = meta["activations"] if meta["activations"] else "relu"
-    try:
-        net = Network(sizes, activation=activation, loss=meta["loss"], dtype=meta["dtype"])
-        net.set_weights(arrays[0::2], arrays[1::2])
-    except (ValueError, TypeError) as e:
-        raise _bad(path, str(e)) from None
-    return net
+    return meta, arrays

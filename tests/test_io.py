@@ -4,6 +4,7 @@ import os
 import tracemalloc
 import zipfile
 
+import stat
 import numpy as np
 import pytest
 
@@ -295,3 +296,104 @@ def test_nonfinite_weights_are_refused(tmp_path):
     write_archive(path, metadata_of(net), arrays)
     with pytest.raises(ValueError, match="NaN or inf"):
         load(path)
+
+
+def mutations(data, rng, count):
+    """`count` damaged copies of data: flipped bits, random bytes, truncations,
+    insertions, zeroed or 0xFF windows, and copies of one part over another."""
+    n = len(data)
+    for i in range(count):
+        b = bytearray(data)
+        kind = i % 6
+        if kind == 0:
+            for _ in range(rng.integers(1, 5)):
+                p = rng.integers(n)
+                b[p] ^= 1 << int(rng.integers(8))
+        elif kind == 1:
+            for _ in range(rng.integers(1, 4)):
+                b[rng.integers(n)] = rng.integers(256)
+        elif kind == 2:
+            del b[rng.integers(n):]
+        elif kind == 3:
+            p = rng.integers(n)
+            b[p:p] = rng.integers(0, 256, rng.integers(1, 64), dtype=np.uint8).tobytes()
+        elif kind == 4:
+            p, w = rng.integers(n), rng.integers(1, 32)
+            b[p:p + w] = bytes([0xFF if rng.integers(2) else 0]) * len(b[p:p + w])
+        else:
+            src, dst, w = rng.integers(n), rng.integers(n), rng.integers(2, 64)
+            chunk = data[src:src + w]
+            b[dst:dst + len(chunk)] = chunk
+        yield bytes(b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_damaged_model_file_loads_identically_or_raises_one_valueerror(tmp_path, dtype):
+    net = fastbp.Network([6, 5, 4, 3], activation=["tanh", "relu"], dtype=dtype, seed=0)
+    good = tmp_path / "good.fbp"
+    net.save(good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.fbp"
+    refused = same = 0
+    for damaged in mutations(data, np.random.default_rng(2026), 2400):
+        bad.write_bytes(damaged)
+        try:
+            loaded = fastbp.load(bad)
+        except ValueError as e:   # any other exception fails the test
+            assert str(e).startswith(f"{bad}: "), e
+            refused += 1
+            continue
+        assert (loaded.layer_sizes, loaded.activations, loaded.loss, loaded.dtype) == \
+            (net.layer_sizes, net.activations, net.loss, net.dtype)
+        for a, b in zip(loaded.weights + loaded.biases, net.weights + net.biases):
+            np.testing.assert_array_equal(a, b)
+        same += 1
+    assert refused > 2000 and refused + same == 2400
+
+
+def test_load_reads_the_file_it_opened_even_if_it_is_replaced_meanwhile(tmp_path, monkeypatch):
+    first = fastbp.Network([5, 4, 3], seed=1)
+    second = fastbp.Network([5, 4, 3], seed=2)
+    path, other = tmp_path / "model.fbp", tmp_path / "other.fbp"
+    first.save(path)
+    second.save(other)
+    real_init = zipfile.ZipFile.__init__
+
+    def replace_then_open(self, *args, **kwargs):  # another process saves over it right now
+        if other.exists():
+            os.replace(other, path)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", replace_then_open)
+    loaded = fastbp.load(path)
+    for a, b in zip(loaded.weights, first.weights):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_new_model_file_gets_the_mode_open_would_give(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        fastbp.Network([3, 2], seed=0).save(tmp_path / "m.fbp")
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.fbp").st_mode) == \
+        stat.S_IMODE(os.stat(tmp_path / "plain").st_mode) == 0o666 & ~umask
+
+
+def test_saving_over_a_model_keeps_its_mode(tmp_path):
+    path = tmp_path / "m.fbp"
+    fastbp.Network([3, 2], seed=0).save(path)
+    os.chmod(path, 0o640)
+    fastbp.Network([3, 2], seed=1).save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_a_fifo_or_a_folder_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        with pytest.raises(ValueError, match="not a regular file"):
+            fastbp.load(path)
