@@ -309,4 +309,6 @@ void fbp_epoch_begin(fbp_train *t)
     t->pos = 0;
     t->loss_sum = 0;
     t->n_seen = 0;
+    t->step_rows = 0;
+    t->step_loss = 0;
 }

@@ -92,6 +92,10 @@ typedef struct {
     long pos;                 /* next position in order within the epoch */
     double loss_sum;          /* sum of per-sample losses over the epoch so far */
     long n_seen;              /* samples seen in the epoch so far */
+    long step_rows;           /* a step of several chunks (more than max_batch samples) that
+                                 fbp_train_run paused at its time limit: the rows of it whose
+                                 gradients net->grads holds (0: no step under way) */
+    double step_loss;         /* and their summed loss */
     double last_lr;           /* learning rate of the last update */
     int status;               /* enum fbp_status */
     double pacing[4];         /* C's own between fbp_train_run calls (the thread count
@@ -108,7 +112,10 @@ void fbp_epoch_begin(fbp_train *t);
 /* Runs updates of the current epoch until it ends, a non-finite value appears
  * (t->status) or about max_seconds have passed (so the caller can look for
  * Ctrl-C). Returns the number of updates done; the epoch is over when
- * t->pos == t->n_samples. Each update is complete or not started. */
+ * t->pos == t->n_samples. Each update is complete or not started: a step of several
+ * chunks (full-batch GD) that reaches the time limit pauses between chunks, its
+ * gradients so far kept in net->grads (t->step_rows), and the next call goes on with
+ * it; nothing else may use net->grads in between. */
 long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds);
 
 /* One update on the n rows of X (all of them, one batch): forward, backward,

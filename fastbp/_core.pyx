@@ -58,6 +58,8 @@ cdef extern from "fastbp.h" nogil:
         long step, max_steps, pos
         double loss_sum
         long n_seen
+        long step_rows
+        double step_loss
         double last_lr
         int status
         double pacing[4]
@@ -420,6 +422,8 @@ cdef class Trainer:
         self.t.pos = n
         self.t.loss_sum = 0
         self.t.n_seen = 0
+        self.t.step_rows = 0
+        self.t.step_loss = 0
         self.t.last_lr = 0
         self.t.status = FBP_OK
         memset(self.t.pacing, 0, sizeof(self.t.pacing))
@@ -465,6 +469,11 @@ cdef class Trainer:
     @property
     def pos(self):
         return self.t.pos
+
+    @property
+    def step_rows(self):
+        """Rows of a paused step of several chunks whose gradients are in (0: none)."""
+        return self.t.step_rows
 
 
 def sgd_update_raw(object param, object grad, velocity, double lr, double momentum,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import reference
+from fastbp import _core, reference
 
 from conftest import (assert_close_to_reference, make_net, params_copy, random_problem,
                       reference_of)
@@ -438,6 +438,38 @@ def test_divergence_in_train_step_raises_and_keeps_finite_weights(dtype):
 
 
 # -- Ctrl-C -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_a_full_batch_step_paused_between_chunks_goes_on_to_the_same_weights(n_threads):
+    # fit returns from C every RUN_SECONDS so that Ctrl-C is seen; a full-batch step
+    # longer than that pauses between chunks of rows and the next call goes on with it.
+    # Here every call pauses after one chunk: the weights must not move until the step
+    # completes, and must end bit-identical to uninterrupted steps.
+    sizes = [784, 64, 10]
+    X, y = random_problem(sizes, "cross_entropy", 3000, "float32", seed=8)
+    whole = fastbp.Network(sizes, seed=0, n_threads=n_threads)
+    whole.fit(X, y, optimizer="gd", lr=0.1, momentum=0.9, epochs=2)
+    net = fastbp.Network(sizes, seed=0, n_threads=n_threads)
+    core = net._core_for(len(X), n_threads)
+    net._use_state(core, 0.9)
+    trainer = _core.Trainer(X, y.astype(np.int32), None, len(X), False, net._shuffle_state)
+    calls = pauses = 0
+    for epoch in range(2):
+        trainer.set_optimizer(0.1, 0.0, 0.9, 0.0, False, trainer.step)
+        trainer.epoch_begin()
+        before = [w.copy() for w in net.weights]
+        while not trainer.epoch_done:
+            done = core.run(trainer, 1e-9)
+            calls += 1
+            if done == 0:
+                pauses += 1
+                assert 0 < trainer.step_rows < len(X)
+                assert all(np.array_equal(a, b) for a, b in zip(net.weights, before))
+        assert trainer.step_rows == 0
+    assert pauses == 2 * (-(-len(X) // core.max_batch) - 1)
+    for a, b in zip(net.weights + net.biases, whole.weights + whole.biases):
+        np.testing.assert_array_equal(a, b)
+
 
 def long_fit_problem():
     sizes = [64, 128, 10]
