@@ -11,4 +11,4 @@ import sys
 from fastbp.bench import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python benchmarks/compare.py"))

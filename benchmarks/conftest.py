@@ -54,6 +54,8 @@ def add_update_info():
     """add_update_info(benchmark, sizes, batch): flops, samples/s and GFLOP/s of the
     median update into the benchmark's extra_info (the saved JSON)."""
     def add(benchmark, sizes, batch):
+        if benchmark.stats is None:   # --benchmark-disable: run once, nothing timed
+            return
         flops = bench.update_flops(sizes, batch)
         median = benchmark.stats.stats.median
         benchmark.extra_info.update(net=bench.net_name(sizes), batch=batch, flops=flops,

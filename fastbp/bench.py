@@ -557,13 +557,13 @@ def _positive_int(text):
     return value
 
 
-def build_parser():
+def build_parser(prog="fastbp bench"):
     p = argparse.ArgumentParser(
-        prog="fastbp bench",
+        prog=prog,
         description="Time one SGD update (forward + backward + step) of fastbp, the NumPy "
                     "reference and PyTorch, interleaved in one run; optionally one MNIST epoch.",
         epilog="For numpy's fair speed unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE: "
-               "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare.py")
+               f"env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {prog}")
     p.add_argument("--quick", action="store_true",
                    help="a few configs and rounds, well under 20 s: a smoke run for CI")
     p.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1,
@@ -619,12 +619,14 @@ def _print_progress(row):
     print(f"  {row['net']} batch {row['batch']}: {times}", file=sys.stderr, flush=True)
 
 
-def main(argv=None):
-    """Run the benchmark and print its tables; returns 0 (the exit status).
+def main(argv=None, prog="fastbp bench"):
+    """Run the benchmark and print its tables; returns 0 (the exit status). `prog` is
+    the command it is run as (`fastbp bench`, or `python benchmarks/compare.py` in a
+    source tree), which its tips repeat.
 
     >>> main(["--quick", "--nets", "20-16-4", "--batches", "1", "--no-sgemm"])  # doctest: +SKIP
     """
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     nets, batches, tools, repeats, seconds, mnist_batches = _resolve(args, parser)
     torch = import_torch()
@@ -633,7 +635,7 @@ def main(argv=None):
         tools = [t for t in tools if t != "torch"]
     else:
         torch.set_num_threads(args.threads)
-    command = "python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = prog + " " + " ".join(argv if argv is not None else sys.argv[1:])
     out = {"command": command.strip(), "flop_convention": FLOP_CONVENTION, "lr": LR,
            "repeats": repeats, "seconds_per_round": seconds, "tools": tools}
     say = print
@@ -654,7 +656,7 @@ def main(argv=None):
             say(line)
         if slow_env:
             say(f"note: {', '.join(slow_env)} set; they can slow numpy's BLAS. For a fair "
-                "comparison run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare.py")
+                f"comparison run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {prog}")
 
         if not args.mnist_only:
             say("")

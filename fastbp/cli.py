@@ -443,10 +443,11 @@ def cmd_profile(args, out):
     """Time updates inside C, phase by phase (Network.profile), on random inputs or,
     with --mnist, on the MNIST training images."""
     sizes = parse_layers(args.layers)
-    if args.mnist:
-        X, y = load_dataset("mnist", args.data, "train", download=not args.no_download)
+    dataset = args.dataset or ("mnist" if args.mnist else None)  # --dataset alone means real images
+    if dataset:
+        X, y = load_dataset(dataset, args.data, "train", download=not args.no_download)
         if sizes[0] != X.shape[1]:
-            raise UsageError(f"--layers {args.layers}: MNIST needs {X.shape[1]} inputs")
+            raise UsageError(f"--layers {args.layers}: {dataset} needs {X.shape[1]} inputs")
         X, y = scale_images(X), y % sizes[-1]
     else:
         rng = np.random.default_rng(0)
@@ -460,15 +461,15 @@ def cmd_profile(args, out):
         raise UsageError(str(e)) from None
     print(f"fastbp {__version__} profile: {'-'.join(map(str, sizes))} relu, batch {p['batch_size']}, "
           f"{p['steps']} updates, {p['n_threads']} thread(s), code path {p['code_path']}, "
-          f"{'MNIST' if args.mnist else 'random dense'} inputs", file=out)
+          f"{dataset + ' training images' if dataset else 'random dense inputs'}", file=out)
     print(f"{'phase':<10} {'us/update':>10} {'share':>7}", file=out)
     for phase, us in p["phase_us"].items():
         share = us / p["total_us"] if p["total_us"] > 0 else 0.0
         print(f"{phase:<10} {us:>10.1f} {share:>7.1%}", file=out)
     print(f"{'total':<10} {p['total_us']:>10.1f}   ({p['gflops']:.1f} GFLOP/s, "
           f"{p['flops_per_update'] / 1e6:.2f} MFLOP per update)", file=out)
-    if p["batch_size"] <= 256:
-        print("(the SGD step is fused into the backward pass at this batch size: "
+    if p["fused"]:
+        print(f"(at batch {p['batch_size']} the SGD step is fused into the backward pass: "
               "'update' is part of 'backward')", file=out)
     return 0
 
@@ -477,7 +478,7 @@ def cmd_bench(args, out):
     if importlib.util.find_spec("fastbp.bench") is None:
         raise UsageError("this fastbp has no benchmark module (fastbp.bench); see benchmarks/ in "
                          "the source tree")
-    result = importlib.import_module("fastbp.bench").main(args.bench_args)
+    result = importlib.import_module("fastbp.bench").main(args.bench_args, prog="fastbp bench")
     return 0 if result is None else int(result)
 
 
@@ -565,10 +566,12 @@ def build_parser():
     r = sub.add_parser("profile", help="time one update inside C, phase by phase")
     r.add_argument("--layers", default="784,256,10", help="units per layer (default 784,256,10)")
     r.add_argument("--batch-size", type=positive(int), default=32, help="samples per update (default 32)")
-    r.add_argument("--steps", type=positive(int), default=200, help="updates timed (default 200)")
+    r.add_argument("--steps", type=positive(int), default=None,
+                   help="updates timed, after a warm-up (default: about 0.5 s of them)")
     r.add_argument("--threads", type=positive(int), default=None, help="default: all CPUs")
     r.add_argument("--mnist", action="store_true", help="MNIST training images instead of random ones")
     add_data_options(r)
+    r.set_defaults(dataset=None)  # given, --dataset picks real images as --mnist does
     r.set_defaults(run=cmd_profile)
 
     b = sub.add_parser("bench", help="run the benchmarks (arguments passed on)", add_help=False)

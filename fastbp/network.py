@@ -400,16 +400,20 @@ class Network:
         self.n_updates_ += 1
         return loss
 
-    def profile(self, X, y, batch_size=32, steps=200, lr=0.01, momentum=0.0, n_threads=None):
+    def profile(self, X, y, batch_size=32, steps=None, lr=0.01, momentum=0.0, n_threads=None):
         """Time `steps` SGD updates of `batch_size` samples drawn (shuffled) from X, y,
-        measured inside C, on a copy of this network (its own weights are untouched).
+        measured inside C, on a copy of this network (its own weights are untouched),
+        after about 0.1 s of untimed updates that start the threads and warm the caches
+        (the first updates of a process cost several times the steady ones). steps=None:
+        as many as take about 0.5 s, at least 50.
 
         Returns a dict: microseconds per update for each phase ("gather",
         "forward" (including the loss), "backward", "update"), "total_us",
         "gflops" (achieved, counting 2 flops per multiply-add: forward 2·B·Σ n_l·n_(l+1),
         backward the same for dW plus the same for dX except at the input layer),
-        and the settings. For batches of up to 256 samples the update is fused into
-        the backward product, so its time is part of "backward" and "update" is 0.
+        and the settings. "fused" says whether the update is fused into the backward
+        product (batches of up to 512 samples: one chunk of rows), its time then part
+        of "backward" and "update" 0.
 
         >>> import numpy as np, fastbp
         >>> net = fastbp.Network([20, 16, 3], seed=0)
@@ -419,7 +423,8 @@ class Network:
         (20, ['backward', 'forward', 'gather', 'update'])
         """
         batch_size = check_positive("batch_size", batch_size, integer=True)
-        steps = check_positive("steps", steps, integer=True)
+        if steps is not None:
+            steps = check_positive("steps", steps, integer=True)
         lr, momentum, _, _ = check_sgd_settings(lr, momentum, dtype=self.dtype)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y)
@@ -432,14 +437,27 @@ class Network:
         clone._use_state(core, momentum)
         trainer = _core.Trainer(X, labels, targets, batch, True, self._shuffle_state)
         trainer.set_optimizer(lr, 0.0, momentum, 0.0, False, 0)
-        trainer.set_max_steps(steps)
+
+        def run_until(step):
+            trainer.set_max_steps(step)
+            while trainer.step < step:
+                if trainer.epoch_done:
+                    trainer.epoch_begin()
+                core.run(trainer, RUN_SECONDS)
+                clone._raise_if_diverged(trainer, 0)
+
+        start, warm = time.perf_counter(), 10
+        while True:  # warm-up, untimed
+            run_until(warm)
+            elapsed = time.perf_counter() - start
+            if elapsed >= 0.1 or (steps is not None and warm >= steps):
+                break
+            warm *= 2
+        if steps is None:
+            steps = max(50, int(0.5 * warm / elapsed))
         core.profile_start()
         try:
-            while trainer.step < steps:
-                trainer.epoch_begin()
-                while not trainer.epoch_done and trainer.step < steps:
-                    core.run(trainer, RUN_SECONDS)
-                    clone._raise_if_diverged(trainer, 0)
+            run_until(warm + steps)
         finally:
             phases = core.profile_stop()
         done = phases.pop("steps")
@@ -451,7 +469,8 @@ class Network:
         return {"phase_us": per_update, "total_us": total,
                 "gflops": flops / (total * 1e-6) / 1e9 if total > 0 else float("nan"),
                 "flops_per_update": flops, "steps": done, "batch_size": batch,
-                "n_threads": n_threads, "code_path": _core.get_isa()}
+                "fused": batch <= core.max_batch, "n_threads": n_threads,
+                "code_path": _core.get_isa()}
 
     # -- backpropagation alone ------------------------------------------------------
     def gradients(self, X: npt.ArrayLike, y: npt.ArrayLike) -> list[tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]]:

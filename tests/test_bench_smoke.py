@@ -185,3 +185,19 @@ def test_epoch_comparison_says_when_pytorch_is_extrapolated():
         assert row["speedup_vs_torch"] == pytest.approx(
             bench.paired_speedup(row["fastbp_rounds_s"], row["torch_rounds_s"]))
 
+
+
+def test_the_benchmark_suites_run_from_the_repository_root():
+    # After the README's install command, from the root of the clone: the `pytest`
+    # command (not `python -m pytest`, which would import the uncompiled ./fastbp).
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    pytest_command = shutil.which("pytest", path=str(Path(sys.executable).parent)) or shutil.which("pytest")
+    result = subprocess.run([pytest_command, "benchmarks/test_bench_update.py", "-q", "-p", "no:cacheprovider",
+                             "--benchmark-disable", "-k", "784-128-10-b1-fastbp or 784-128-10-b1-numpy"],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "2 passed" in result.stdout

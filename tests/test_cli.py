@@ -385,10 +385,10 @@ def test_bench_dispatches_to_fastbp_bench_main(capsys, monkeypatch):
     received = []
     fake = types.ModuleType("fastbp.bench")
     fake.__spec__ = importlib.machinery.ModuleSpec("fastbp.bench", None)
-    fake.main = lambda argv: received.append(argv) or 3
+    fake.main = lambda argv, prog: received.append((argv, prog)) or 3
     monkeypatch.setitem(sys.modules, "fastbp.bench", fake)
     status, out, err = run(capsys, "bench", "--quick", "x")
-    assert status == 3 and received == [["--quick", "x"]]
+    assert status == 3 and received == [(["--quick", "x"], "fastbp bench")]
 
 
 def test_bench_without_module_is_one_line(capsys, monkeypatch):
@@ -444,3 +444,40 @@ def test_train_epoch_matches_the_numpy_reference_on_pixel_data(monkeypatch):
     for l in range(net.n_layers):
         np.testing.assert_allclose(net.weights[l], ref.weights[l], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(net.biases[l], ref.biases[l], rtol=1e-9, atol=1e-12)
+
+
+def test_profile_says_when_the_step_is_fused_and_when_it_is_not(capsys):
+    # The step is fused while a batch is one chunk of rows (512): at 600 it is a phase
+    # of its own.
+    for batch, fused in ((8, True), (512, True), (600, False)):
+        status, out, err = run(capsys, "profile", "--layers", "16,8,3", "--batch-size", batch,
+                               "--steps", "5", "--threads", "1")
+        assert status == 0, err
+        assert (f"at batch {batch} the SGD step is fused" in out) == fused
+
+
+def test_profile_times_real_images_of_the_dataset_asked_for(capsys, digits_dir, tmp_path):
+    status, out, err = run(capsys, "profile", "--dataset", "mnist", "--data", digits_dir,
+                           "--batch-size", "4", "--steps", "5", "--threads", "1")
+    assert status == 0, err
+    assert "mnist training images" in out.splitlines()[0]
+    status, out, err = run(capsys, "profile", "--dataset", "fashion-mnist", "--data", tmp_path,
+                           "--steps", "5")
+    assert status == 2 and "fashion-mnist" in err   # not silently MNIST or random
+
+
+def test_the_profile_is_taken_after_a_warm_up_and_over_enough_updates():
+    X = np.random.default_rng(0).random((256, 16), dtype=np.float32)
+    net = fastbp.Network([16, 8, 3], seed=0, n_threads=1)
+    p = net.profile(X, np.arange(256) % 3, batch_size=4)
+    assert p["steps"] >= 50 and p["fused"]
+    assert net.profile(X, np.arange(256) % 3, batch_size=4, steps=7)["steps"] == 7
+
+
+def test_bench_names_itself_as_it_was_run(capsys):
+    from fastbp import bench
+    installed = " ".join(bench.build_parser().format_help().split())
+    assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastbp bench" in installed
+    assert "benchmarks/compare.py" not in installed
+    tree = " ".join(bench.build_parser("python benchmarks/compare.py").format_help().split())
+    assert "OPENBLAS_L2_SIZE python benchmarks/compare.py" in tree

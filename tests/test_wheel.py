@@ -209,6 +209,8 @@ def test_wheel_runs_from_a_fresh_venv_outside_the_source_tree(venv_python, tmp_p
 def test_wheel_ships_type_information(wheel_path, venv_python, tmp_path):
     names = set(zipfile.ZipFile(wheel_path).namelist())
     assert {"fastbp/py.typed", "fastbp/_core.pyi"} <= names
+    # only what runs: no generated C, no Cython source
+    assert not [n for n in names if n.endswith((".c", ".pyx"))], sorted(names)
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (pip install mypy) for the installed-stub check")
     # A correct use passes and a wrong one fails: mypy reads the stub from the wheel.
