@@ -38,7 +38,7 @@ def test_fastbp_epoch(benchmark, mnist_train, batch, n_threads):
     n_updates, measured = timed_updates(len(X), batch)
     rng = np.random.default_rng(0)
     net = Network(bench.MNIST_NET, seed=0)
-    extra = {"n_threads": n_threads} if bench._accepts(net.fit, "n_threads") else {}
+    extra = {"n_threads": n_threads}
 
     def shuffled_samples():
         # As PyTorch's below: `measured` batches' worth of samples, freshly shuffled each

@@ -17,8 +17,7 @@ except ImportError as _error:  # a source tree: Python put the current directory
 
 from ._version import __version__
 from ._platform import info, select_code_path
-from .network import FitProgress, History, Network
-from .io import load
+from .network import FitProgress, History, Network, load
 from .optim import sgd_update
 from .gradcheck import gradcheck, naive_gradients
 

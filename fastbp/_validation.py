@@ -19,9 +19,10 @@ def check_dtype(dtype):
     return dt
 
 
-def check_choice(name, value, choices):
+def check_choice(name, value, choices, hint=""):
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+        raise ValueError(f"unknown {name} {value!r}; expected one of "
+                         f"{', '.join(map(repr, choices))}{hint}")
     return value
 
 
@@ -65,17 +66,33 @@ def check_positive(name, value, integer=False, upper=None):
     return value
 
 
+def check_real(name, value, low, high=None, low_open=False):
+    """A finite number in [low, high), or (low, high) with low_open; no upper bound
+    without high."""
+    value = _real(name, value, False, "a finite number")
+    if not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if (value <= low if low_open else value < low) or (high is not None and value >= high):
+        interval = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return value
+
+
+def check_integer(name, value, low):
+    """An integer >= low (and at most MAX_INTEGER)."""
+    value = _real(name, value, True, f"an integer >= {low}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    if value > MAX_INTEGER:
+        raise ValueError(f"{name} must be at most {MAX_INTEGER}, got {short(value)}")
+    return value
+
+
 def check_nonnegative(name, value, upper=None):
     """A finite number >= 0, and below `upper` when given."""
     if type(value) is float and 0 <= value < (upper if upper is not None else float("inf")):
         return value
-    value = _real(name, value, False, "a finite number")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (upper is not None and value >= upper):
-        bound = f"in [0, {upper})" if upper is not None else ">= 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return value
+    return check_real(name, value, 0.0, upper)
 
 
 def check_sgd_settings(lr: float, momentum: float = 0.0, weight_decay: float = 0.0,

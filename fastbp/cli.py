@@ -13,7 +13,6 @@ set FASTBP_DEBUG=1 to see the traceback anyway.
 import argparse
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import platform
@@ -26,9 +25,9 @@ import numpy as np
 
 from . import datasets
 from ._platform import numpy_blas
+from ._validation import check_integer, check_nonnegative, check_positive
 from ._version import __version__
-from .io import load
-from .network import ACTIVATIONS, OPTIMIZERS, Network
+from .network import ACTIVATIONS, OPTIMIZERS, Network, load
 from .optim import SCHEDULES, Schedule
 
 EXIT_USAGE = 2          # a user mistake: bad argument, missing file, incompatible data
@@ -84,40 +83,24 @@ def parse_layers(text):
     return sizes
 
 
-def positive(kind):
-    def convert(text):
+def argument(convert, check, expected):
+    """An argparse type: the text converted, then checked by the Python API's own check
+    (fastbp._validation), so both refuse the same values."""
+    def parse(text):
         try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-    return convert
+            return check(convert(text))
+        except (ValueError, TypeError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    return parse
 
 
-def nonnegative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+def positive(kind):
+    return argument(kind, lambda v: check_positive("value", v, integer=kind is int),
+                    f"a positive {kind.__name__}")
 
 
-def nonnegative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _accepts(func, name):
-    return name in inspect.signature(func).parameters
+nonnegative_float = argument(float, lambda v: check_nonnegative("value", v), "a number >= 0")
+nonnegative_int = argument(int, lambda v: check_integer("value", v, 0), "an integer >= 0")
 
 
 # -- data --------------------------------------------------------------------------
@@ -127,10 +110,7 @@ DATASET_LOADERS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist"}
 def load_dataset(name, data_dir, kind, download=True):
     """Images scaled to [0, 1] as float32 (n, 784) and labels, or UsageError saying
     where fastbp looked and how to provide the files."""
-    loader = getattr(datasets, DATASET_LOADERS[name], None)
-    if loader is None:
-        raise UsageError(f"--dataset {name}: this fastbp has no {DATASET_LOADERS[name]} in "
-                         "fastbp.datasets; use --dataset mnist")
+    loader = getattr(datasets, DATASET_LOADERS[name])
     if data_dir is not None and not os.path.isdir(data_dir):
         raise UsageError(f"--data {data_dir}: no such directory")
     # A folder given with --data is where the files are: nothing is downloaded then.
@@ -212,13 +192,7 @@ def resolve_train_settings(args):
 
 def cmd_train(args, out):
     s = resolve_train_settings(args)
-    threads = {}
-    if args.threads is not None:
-        if _accepts(Network.__init__, "n_threads"):
-            threads["n_threads"] = args.threads
-        else:
-            print("fastbp: warning: this build of fastbp has no n_threads; --threads ignored",
-                  file=sys.stderr)
+    threads = {} if args.threads is None else {"n_threads": args.threads}
     for path, flag in ((args.save, "--save"), (args.plot, "--plot"), (args.plot_weights, "--plot-weights"),
                        (args.json, "--json")):
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
@@ -414,17 +388,7 @@ def _isa():
 
 def cmd_info(args, out):
     import fastbp
-    from . import _core
-    details = {}
-    if hasattr(fastbp, "info"):
-        details = dict(fastbp.info())
-    details.setdefault("version", __version__)
-    details.setdefault("code_path", _core.get_isa())
-    details.setdefault("cpu_has_avx2_fma", bool(_core.cpu_has_avx2()))
-    details.setdefault("cpu_has_avx512", bool(_core.cpu_has_avx512()))
-    if "threads" not in details:
-        from . import network
-        details["threads"] = network.default_threads() if hasattr(network, "default_threads") else 1
+    details = dict(fastbp.info())
     details["numpy"] = np.__version__
     details["numpy_blas"] = numpy_blas() + " (NumPy's; fastbp's C core uses its own kernels)"
     details["python"] = platform.python_version()

@@ -24,12 +24,7 @@ import zipfile
 
 import numpy as np
 
-from typing import TYPE_CHECKING
-
 from ._version import __version__
-
-if TYPE_CHECKING:
-    from .network import Network
 
 FORMAT_NAME = "fastbp.Network"
 FORMAT_VERSION = 1
@@ -112,7 +107,7 @@ class BadModelFile(ValueError):
     """What `load` raises for a file that is not a complete, consistent model."""
 
 
-def _bad(path, problem):
+def bad_model(path, problem):
     return BadModelFile(f"{path}: not a usable fastbp model file: {problem}")
 
 
@@ -131,13 +126,13 @@ def _read_npy_header(path, archive, info):
             else:
                 raise ValueError(f"unsupported .npy version {version}")
         except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
-            raise _bad(path, f"member {info.filename}: bad .npy header ({e})") from None
+            raise bad_model(path, f"member {info.filename}: bad .npy header ({e})") from None
         offset = f.tell()
     if dtype.hasobject:
-        raise _bad(path, f"member {info.filename} holds Python objects, which fastbp never writes "
+        raise bad_model(path, f"member {info.filename} holds Python objects, which fastbp never writes "
                          "and will not unpickle")
     if fortran and len(shape) > 1:
-        raise _bad(path, f"member {info.filename} is in Fortran order; fastbp writes C order")
+        raise bad_model(path, f"member {info.filename} is in Fortran order; fastbp writes C order")
     return tuple(shape), dtype, offset
 
 
@@ -148,18 +143,18 @@ def _read_member(path, archive, info, offset, nbytes):
             f.read(offset)
             data = f.read(nbytes + 1)   # one more byte than expected reaches the CRC check
     except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise _bad(path, f"member {info.filename} is corrupt or truncated ({e})") from None
+        raise bad_model(path, f"member {info.filename} is corrupt or truncated ({e})") from None
     if len(data) != nbytes:
-        raise _bad(path, f"member {info.filename} has {len(data)} data bytes, its header says {nbytes}")
+        raise bad_model(path, f"member {info.filename} has {len(data)} data bytes, its header says {nbytes}")
     return data
 
 
 def _check_metadata(path, meta):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise _bad(path, f"metadata does not describe a {FORMAT_NAME}")
+        raise bad_model(path, f"metadata does not describe a {FORMAT_NAME}")
     version = meta.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise _bad(path, f"format_version must be a positive integer, got {version!r}")
+        raise bad_model(path, f"format_version must be a positive integer, got {version!r}")
     if version > FORMAT_VERSION:
         raise BadModelFile(f"{path}: written in model format version {version} by fastbp "
                          f"{meta.get('fastbp_version', '?')}; this fastbp ({__version__}) reads "
@@ -167,34 +162,26 @@ def _check_metadata(path, meta):
     sizes = meta.get("layer_sizes")
     if (not isinstance(sizes, list) or len(sizes) < 2
             or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)):
-        raise _bad(path, f"layer_sizes must be a list of at least two integers >= 1, got {sizes!r}")
+        raise bad_model(path, f"layer_sizes must be a list of at least two integers >= 1, got {sizes!r}")
     acts = meta.get("activations")
     if not isinstance(acts, list) or len(acts) != len(sizes) - 2 or not all(isinstance(a, str) for a in acts):
-        raise _bad(path, f"activations must list one name per hidden layer "
+        raise bad_model(path, f"activations must list one name per hidden layer "
                          f"({len(sizes) - 2}), got {acts!r}")
     if not isinstance(meta.get("loss"), str):
-        raise _bad(path, f"loss must be a name, got {meta.get('loss')!r}")
+        raise bad_model(path, f"loss must be a name, got {meta.get('loss')!r}")
     if meta.get("dtype") not in ("float32", "float64"):
-        raise _bad(path, f"dtype must be 'float32' or 'float64', got {meta.get('dtype')!r}")
+        raise bad_model(path, f"dtype must be 'float32' or 'float64', got {meta.get('dtype')!r}")
 
 
-def load(path: str | os.PathLike[str]) -> Network:
-    """Read a network written by `Network.save` and return a new `fastbp.Network`.
+def read_model(path):
+    """(metadata dict, [W0, b0, W1, b1, ...]) from a file written by `save_network`:
+    the reading half of `fastbp.load` (fastbp/network.py builds the Network).
 
-    Raises FileNotFoundError if there is no file, and ValueError, saying what is
-    wrong, for anything that is not a complete, consistent model file: not a zip,
-    truncated, a newer format version, missing or extra arrays, shapes or dtypes
-    that disagree with the metadata, object (pickled) arrays, NaN or inf weights.
-
-    >>> import fastbp, os, tempfile
-    >>> net = fastbp.Network([4, 3, 2], activation="tanh", seed=1)
-    >>> path = os.path.join(tempfile.mkdtemp(), "net.fbp")
-    >>> net.save(path)
-    >>> fastbp.load(path).activations
-    ('tanh',)
+    Raises FileNotFoundError if there is no file, and BadModelFile (a ValueError),
+    saying what is wrong, for anything that is not a complete, consistent model file:
+    not a zip, truncated, a newer format version, missing or extra arrays, shapes or
+    dtypes that disagree with the metadata, object (pickled) arrays.
     """
-    from .network import Network   # network.py imports this module lazily too
-
     path = os.fspath(path)
     try:  # non-blocking: a FIFO must not hang the open
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -205,22 +192,14 @@ def load(path: str | os.PathLike[str]) -> Network:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise _bad(path, "not a regular file")
+        raise bad_model(path, "not a regular file")
     with os.fdopen(fd, "rb") as f:
         try:
-            meta, arrays = _read_model(path, f, info.st_size)
+            return _read_model(path, f, info.st_size)
         except BadModelFile:
             raise
         except Exception as e:  # noqa: BLE001 - a hostile file can reach any error of zipfile/json
-            raise _bad(path, f"unreadable ({type(e).__name__}: {e})") from None
-
-    activation = meta["activations"] if meta["activations"] else "relu"
-    try:
-        net = Network(meta["layer_sizes"], activation=activation, loss=meta["loss"], dtype=meta["dtype"])
-        net.set_weights(arrays[0::2], arrays[1::2])
-    except (ValueError, TypeError) as e:
-        raise _bad(path, str(e)) from None
-    return net
+            raise bad_model(path, f"unreadable ({type(e).__name__}: {e})") from None
 
 
 def _read_model(path, f, file_size):
@@ -229,33 +208,33 @@ def _read_model(path, f, file_size):
     try:
         archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise _bad(path, f"not a zip archive, or truncated ({e})") from None
+        raise bad_model(path, f"not a zip archive, or truncated ({e})") from None
     with archive:
         members = {info.filename: info for info in archive.infolist()}
         if len(members) != len(archive.infolist()):
-            raise _bad(path, "duplicate member names")
+            raise bad_model(path, "duplicate member names")
         for info in members.values():
             # Only stored members: their declared sizes can then be checked against
             # the bytes really in the file, so no declared size can make us allocate
             # more than the file holds (a deflated member could expand without bound).
             if info.compress_type != zipfile.ZIP_STORED:
-                raise _bad(path, f"member {info.filename} is compressed; fastbp writes stored members")
+                raise bad_model(path, f"member {info.filename} is compressed; fastbp writes stored members")
             if info.file_size != info.compress_size or info.header_offset + info.file_size > file_size:
-                raise _bad(path, f"member {info.filename} claims {info.file_size} bytes beyond "
+                raise bad_model(path, f"member {info.filename} claims {info.file_size} bytes beyond "
                                  f"the file's {file_size}: truncated or corrupt")
 
         if METADATA_MEMBER not in members:
-            raise _bad(path, f"no {METADATA_MEMBER} member")
+            raise bad_model(path, f"no {METADATA_MEMBER} member")
         info = members[METADATA_MEMBER]
         shape, dtype, offset = _read_npy_header(path, archive, info)
         if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_METADATA_BYTES:
-            raise _bad(path, f"{METADATA_MEMBER} must be a uint8 vector of at most "
+            raise bad_model(path, f"{METADATA_MEMBER} must be a uint8 vector of at most "
                              f"{MAX_METADATA_BYTES} bytes, got {dtype} {shape}")
         raw = _read_member(path, archive, info, offset, shape[0])
         try:
             meta = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
-            raise _bad(path, f"metadata is not valid JSON ({e})") from None
+            raise bad_model(path, f"metadata is not valid JSON ({e})") from None
         _check_metadata(path, meta)
 
         sizes, dtype_expected = meta["layer_sizes"], np.dtype(meta["dtype"])
@@ -264,9 +243,9 @@ def _read_model(path, f, file_size):
         missing = [m for m in expected if m not in members]
         extra = sorted(set(members) - set(expected) - {METADATA_MEMBER})
         if missing:
-            raise _bad(path, f"missing arrays {', '.join(m[:-4] for m in missing)}")
+            raise bad_model(path, f"missing arrays {', '.join(m[:-4] for m in missing)}")
         if extra:
-            raise _bad(path, f"unexpected members {', '.join(extra)}")
+            raise bad_model(path, f"unexpected members {', '.join(extra)}")
 
         # Every header against the metadata and the member's size before any data is read.
         plan = []
@@ -275,12 +254,12 @@ def _read_model(path, f, file_size):
                 info = members[name]
                 shape, dtype, offset = _read_npy_header(path, archive, info)
                 if dtype != dtype_expected:
-                    raise _bad(path, f"{name[:-4]} has dtype {dtype}, the metadata says {dtype_expected}")
+                    raise bad_model(path, f"{name[:-4]} has dtype {dtype}, the metadata says {dtype_expected}")
                 if shape != want:
-                    raise _bad(path, f"{name[:-4]} has shape {shape}, layer sizes {sizes} need {want}")
+                    raise bad_model(path, f"{name[:-4]} has shape {shape}, layer sizes {sizes} need {want}")
                 nbytes = int(np.prod(want)) * dtype.itemsize
                 if info.file_size != offset + nbytes:
-                    raise _bad(path, f"member {name} holds {info.file_size - offset} data bytes, "
+                    raise bad_model(path, f"member {name} holds {info.file_size - offset} data bytes, "
                                      f"its shape needs {nbytes}")
                 plan.append((info, offset, nbytes, want))
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from . import _core, io
 from ._memory import ParamLayout
 from ._validation import (as_array, check_choice, check_dtype, check_labels,
                           check_positive, check_sgd_settings, check_targets, check_X)
@@ -519,17 +519,56 @@ class Network:
         return scores
 
     def __getstate__(self):
-        # the C view is rebuilt on first use; it holds pointers, not data
+        # The parameters and the optimizer's state; the per-layer views, the gradients
+        # (scratch), the C view (pointers) and the lock are made anew by __setstate__.
         state = self.__dict__.copy()
-        state["_core"] = None
+        for name in ("_core", "_lock", "_weights", "_biases", "_grads"):
+            del state[name]
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        params, saved_state = self._params, self._state
+        self._params, self._grads = self._layout.zeros(2)   # aligned again, views again
+        self._params[...] = params
+        self._weights, self._biases = self._layout.views(self._params)
+        if saved_state is not None:
+            self._state = self._layout.zeros(len(saved_state))
+            self._state[...] = saved_state
+        self._core = None
+        self._lock = _core.ParameterLock()
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the network to ``path`` (see `fastbp.load`)."""
-        from .io import save_network
-        save_network(self, path)
+        io.save_network(self, path)
 
     def __repr__(self):
         sizes = "-".join(map(str, self.layer_sizes))
         return (f"Network({sizes}, activation={list(self.activations)}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name!r})")
+
+
+def load(path: str | os.PathLike[str]) -> Network:
+    """Read a network written by `Network.save` and return a new `fastbp.Network`.
+
+    Raises FileNotFoundError if there is no file, and ValueError, saying what is
+    wrong, for anything that is not a complete, consistent model file: not a zip,
+    truncated, a newer format version, missing or extra arrays, shapes or dtypes
+    that disagree with the metadata, object (pickled) arrays, NaN or inf weights
+    (fastbp/io.py reads it).
+
+    >>> import fastbp, os, tempfile
+    >>> net = fastbp.Network([4, 3, 2], activation="tanh", seed=1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.fbp")
+    >>> net.save(path)
+    >>> fastbp.load(path).activations
+    ('tanh',)
+    """
+    meta, arrays = io.read_model(path)
+    activation = meta["activations"] if meta["activations"] else "relu"
+    try:
+        net = Network(meta["layer_sizes"], activation=activation, loss=meta["loss"], dtype=meta["dtype"])
+        net.set_weights(arrays[0::2], arrays[1::2])
+    except (ValueError, TypeError) as e:
+        raise io.bad_model(os.fspath(path), str(e)) from None
+    return net

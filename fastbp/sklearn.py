@@ -37,7 +37,6 @@ How scikit-learn's SGD maps onto `fastbp.Network.fit` (one call per epoch):
   with the mean of Σ‖W‖² at the epoch's start and end standing for each batch's
   (scikit-learn uses the weights before each batch's step).
 """
-import inspect
 import numbers
 import warnings
 
@@ -55,7 +54,7 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     _sklearn_validate_data = None
 
-from ._validation import check_dtype
+from ._validation import check_choice, check_dtype, check_integer, check_real
 from .network import Network
 
 # scikit-learn's hidden activation names -> fastbp's
@@ -65,7 +64,6 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 AUTO_BATCH = 200            # batch_size="auto" is min(200, n_samples), as in scikit-learn
 ADAPTIVE_DIVISOR = 5.0      # "adaptive" divides lr by this when progress stalls
 ADAPTIVE_MIN_LR = 1e-6      # ... and stops once lr is at or below this
-_FIT_TAKES_N_THREADS = "n_threads" in inspect.signature(Network.fit).parameters
 
 
 
@@ -102,29 +100,6 @@ def _result_dtype(X):
     return np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_real(name, value, low, high=None, low_open=False):
-    """value in [low, high) — or (low, high) with low_open; no upper bound without high."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if (value <= low if low_open else value < low) or (high is not None and value >= high):
-        interval = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return float(value)
-
-
-def _check_choice(name, value, choices, hint=""):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of "
-                         f"{', '.join(map(repr, choices))}{hint}")
-    return value
 
 
 def _network_state(net):
@@ -134,7 +109,7 @@ def _network_state(net):
             "dtype": net.dtype.name, "weights": [w.copy() for w in net.weights],
             "biases": [b.copy() for b in net.biases],
             "optimizer_state": None if net._state is None else net._state.copy(),
-            "shuffle_state": getattr(net, "_shuffle_state", None)}
+            "shuffle_state": net._shuffle_state}
 
 
 def _network_from_state(state):
@@ -207,9 +182,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"solver={self.solver!r} is not available in fastbp: it trains with "
                              "stochastic gradient descent only; use solver='sgd' (mini-batches) "
                              "or 'gd' (full batch)")
-        _check_choice("solver", self.solver, SOLVERS)
-        _check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        _check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
+        check_choice("solver", self.solver, SOLVERS)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, numbers.Integral) else sizes
         try:
@@ -220,22 +195,19 @@ class _BaseMLP(BaseEstimator):
         for s in sizes:
             if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
                 raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
-        _check_real("alpha", self.alpha, 0.0)
+        check_real("alpha", self.alpha, 0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            _check_int("batch_size", self.batch_size, 1)
-        _check_real("learning_rate_init", self.learning_rate_init, 0.0, low_open=True)
-        _check_real("power_t", self.power_t, 0.0)
-        _check_int("max_iter", self.max_iter, 1)
-        _check_real("tol", self.tol, 0.0)
-        _check_real("momentum", self.momentum, 0.0, 1.0)
-        _check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, low_open=True)
-        _check_int("n_iter_no_change", self.n_iter_no_change, 1)
+            check_integer("batch_size", self.batch_size, 1)
+        check_real("learning_rate_init", self.learning_rate_init, 0.0, low_open=True)
+        check_real("power_t", self.power_t, 0.0)
+        check_integer("max_iter", self.max_iter, 1)
+        check_real("tol", self.tol, 0.0)
+        check_real("momentum", self.momentum, 0.0, 1.0)
+        check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, low_open=True)
+        check_integer("n_iter_no_change", self.n_iter_no_change, 1)
         check_dtype(self.dtype)
         if self.n_threads is not None:
-            _check_int("n_threads", self.n_threads, 1)
-            if not _FIT_TAKES_N_THREADS:
-                raise ValueError("n_threads: this fastbp build's Network.fit has no n_threads "
-                                 "argument; leave n_threads=None")
+            check_integer("n_threads", self.n_threads, 1)
         return [int(s) for s in sizes]
 
     # -- the network ----------------------------------------------------------------

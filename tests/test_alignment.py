@@ -85,3 +85,23 @@ def test_the_core_refuses_a_layout_whose_layers_overlap_or_overflow():
         with pytest.raises(ValueError, match="layout"):
             _core.CoreNet(net.layer_sizes, [1, 0], 0, lay, net._params, net._grads, 4)
     _core.CoreNet(net.layer_sizes, [1, 0], 0, net._layout, net._params, net._grads, 4)
+
+
+@pytest.mark.parametrize("copy", ["pickle", "deepcopy"])
+def test_a_copied_network_keeps_one_layout_of_its_own(copy):
+    import copy as copying
+    import pickle
+    X = np.random.default_rng(2).random((8, 6))
+    y = np.arange(8) % 3
+    net = fastbp.Network([6, 5, 3], seed=0, dtype="float64")
+    net.train_step(X, y, lr=0.1, momentum=0.9)
+    twin = pickle.loads(pickle.dumps(net)) if copy == "pickle" else copying.deepcopy(net)
+    for a in twin.weights + twin.biases:   # views of its own flat parameters, aligned
+        assert np.shares_memory(a, twin._params) and not np.shares_memory(a, net._params)
+        assert a.ctypes.data % ALIGNMENT == 0
+    np.testing.assert_array_equal(twin._state, net._state)
+    # the same next step (velocity included), and neither disturbs the other
+    net.train_step(X, y, lr=0.1, momentum=0.9)
+    twin.train_step(X, y, lr=0.1, momentum=0.9)
+    for a, b in zip(twin.weights + twin.biases, net.weights + net.biases):
+        np.testing.assert_array_equal(a, b)

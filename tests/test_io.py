@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp.io import load
+from fastbp import load
 
 
 def trained_network(loss, dtype, seed=0):
