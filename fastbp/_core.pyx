@@ -434,6 +434,16 @@ cdef class Trainer:
         self.t.momentum, self.t.weight_decay, self.t.nesterov = momentum, weight_decay, nesterov
         self.t.step = step
 
+    def position(self):
+        """Where the epoch is, for set_position: a tuple of plain numbers."""
+        return (self.t.pos, self.t.step, self.t.loss_sum, self.t.n_seen, self.t.last_lr,
+                self.t.step_rows, self.t.step_loss, self.t.status)
+
+    def set_position(self, tuple position):
+        """Back to a position() of the same epoch (same order, same settings)."""
+        (self.t.pos, self.t.step, self.t.loss_sum, self.t.n_seen, self.t.last_lr,
+         self.t.step_rows, self.t.step_loss, self.t.status) = position
+
     def set_max_steps(self, long max_steps):
         """Stop after this many updates in total (0: no limit)."""
         self.t.max_steps = max_steps

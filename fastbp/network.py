@@ -30,7 +30,9 @@ CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-b
 WORK_VALUES = 1 << 21    # at most this many input values per chunk: the C work space holds
                          # a few arrays of (rows, n_inputs), so wide inputs take fewer rows
 STATUS_OK = _core.STATUS_OK
+STATUS_NONFINITE_WEIGHTS = _core.STATUS_NONFINITE_WEIGHTS
 RUN_SECONDS = 0.05       # C returns this often during fit, so Ctrl-C is seen quickly
+RESTORE_SECONDS = 1.0    # fit keeps a copy of the parameters this often (see _RestorePoint)
 
 
 def default_threads():
@@ -275,8 +277,8 @@ class Network:
 
         X is used in place when it is a C-contiguous array of the network's dtype;
         anything else is converted once, before the first epoch. If the loss becomes
-        NaN or inf, FloatingPointError is raised and the weights are those after the
-        last update that gave a finite loss. Ctrl-C stops within about 50 ms with
+        NaN or inf, or an update overflows the weights, FloatingPointError is raised and
+        the weights (and velocities) are those after the last finite update. Ctrl-C stops within about 50 ms with
         KeyboardInterrupt, the weights as after the last completed update.
         """
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -311,15 +313,22 @@ class Network:
         trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer == "sgd",
                                 self._shuffle_state)
         hist = History()
+        restore = _RestorePoint(self)
         try:
             for epoch in range(epochs):
                 trainer.set_optimizer(sched.epoch_lr(epoch), sched.per_update_decay, momentum,
                                       weight_decay, bool(nesterov), trainer.step)
                 trainer.epoch_begin()
                 start = time.perf_counter()
+                restore.take(trainer)
                 while not trainer.epoch_done:
+                    if trainer.step_rows == 0 and time.perf_counter() - restore.taken >= RESTORE_SECONDS:
+                        restore.take(trainer)
                     with self._lock.writing:  # inference waits for whole updates
                         core.run(trainer, RUN_SECONDS)   # Ctrl-C surfaces between these calls
+                    if trainer.status == STATUS_NONFINITE_WEIGHTS:
+                        with self._lock.writing:
+                            restore.replay_to_last_finite_step(core, trainer)
                     self._raise_if_diverged(trainer, epoch)
                     if callback is not None and not trainer.epoch_done:
                         callback(FitProgress(epoch + 1, epochs, trainer.pos, n, trainer.epoch_loss,
@@ -352,17 +361,26 @@ class Network:
             self._shuffle_state = trainer.rng
         return hist
 
-    def _raise_if_diverged(self, trainer, epoch):
+    def _raise_if_diverged(self, trainer, epoch, restored=True):
+        """FloatingPointError for a trainer that stopped on a NaN/inf. restored: the
+        weights are those of the last finite step (fit replays to it when an update
+        overflowed the weights); train_step's single update cannot be undone."""
         if trainer.status == _core.STATUS_NONFINITE_LOSS:
             raise FloatingPointError(
                 f"the loss became NaN or inf at epoch {epoch + 1}, update {trainer.step + 1}; "
                 "training stopped and the weights are those of the last finite step. "
                 "Try a smaller lr or scaling the inputs.")
-        if trainer.status == _core.STATUS_NONFINITE_WEIGHTS:
+        if trainer.status == _core.STATUS_NONFINITE_WEIGHTS and restored:
             raise FloatingPointError(
                 f"an update overflowed the weights to NaN or inf at epoch {epoch + 1}, update "
-                f"{trainer.step}; the weights are no longer usable (re-create the network). "
-                "Try a smaller lr or scaling the inputs.")
+                f"{trainer.step + 1}; training stopped and the weights are those of the last "
+                "finite step. Try a smaller lr or scaling the inputs.")
+        if trainer.status == _core.STATUS_NONFINITE_WEIGHTS:
+            raise FloatingPointError(
+                "this update overflowed the weights to NaN or inf; train_step updates in place "
+                "and cannot undo it, so the weights are no longer usable (set_weights from a "
+                "copy; fit restores the last finite step by itself). Try a smaller lr or "
+                "scaling the inputs.")
 
     def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, n_threads=None):
         """Exactly one update on exactly this batch (all rows of X); returns the batch's
@@ -396,7 +414,7 @@ class Network:
             trainer.set_optimizer(lr, 0.0, momentum, weight_decay, bool(nesterov), 0)
             loss = core.train_batch(trainer, X, labels, targets)
         if trainer.status != STATUS_OK:
-            self._raise_if_diverged(trainer, 0)
+            self._raise_if_diverged(trainer, 0, restored=False)
         self.n_updates_ += 1
         return loss
 
@@ -444,7 +462,7 @@ class Network:
                 if trainer.epoch_done:
                     trainer.epoch_begin()
                 core.run(trainer, RUN_SECONDS)
-                clone._raise_if_diverged(trainer, 0)
+                clone._raise_if_diverged(trainer, 0, restored=False)
 
         start, warm = time.perf_counter(), 10
         while True:  # warm-up, untimed
@@ -546,6 +564,46 @@ class Network:
         sizes = "-".join(map(str, self.layer_sizes))
         return (f"Network({sizes}, activation={list(self.activations)}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name!r})")
+
+
+class _RestorePoint:
+    """How fit keeps its promise that after a divergence the weights are those of the
+    last finite step, when an update overflows the weights themselves (the kernels
+    update them in place as they go, so the step cannot be undone): a copy of the
+    parameters, the optimizer's state and the epoch's position, taken at each epoch's
+    start and then every RESTORE_SECONDS between whole steps (a copy per second costs
+    under 0.5% of the training), and a replay from it to the step before the bad one.
+    Steps are deterministic, so the replay ends in the very weights that step left."""
+
+    def __init__(self, net):
+        self.net, self.taken = net, 0.0
+        self.params = net._layout.zeros(1)[0]
+        self.state, self.position = None, None
+
+    def take(self, trainer):
+        net = self.net
+        self.params[...] = net._params
+        if net._state is None:
+            self.state = None
+        else:
+            if self.state is None or self.state.shape != net._state.shape:
+                self.state = net._layout.zeros(len(net._state))
+            self.state[...] = net._state
+        self.position = trainer.position()
+        self.taken = time.perf_counter()
+
+    def replay_to_last_finite_step(self, core, trainer):
+        last_finite = trainer.step - 1   # the bad step was counted
+        net = self.net
+        net._params[...] = self.params
+        if self.state is not None:
+            net._state[...] = self.state
+        trainer.set_position(self.position)
+        trainer.set_max_steps(last_finite)
+        while trainer.step < last_finite and trainer.status == STATUS_OK:
+            core.run(trainer, RUN_SECONDS)
+        trainer.set_max_steps(0)
+        trainer.set_position(trainer.position()[:7] + (STATUS_NONFINITE_WEIGHTS,))
 
 
 def load(path: str | os.PathLike[str]) -> Network:

@@ -437,6 +437,56 @@ def test_divergence_in_train_step_raises_and_keeps_finite_weights(dtype):
     assert_params_finite(net)
 
 
+# -- divergence -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("momentum, shuffle", [(0.0, False), (0.9, True)])
+@pytest.mark.parametrize("run_seconds, restore_seconds", [(None, None), (1e-9, 0.0)])
+def test_an_update_that_overflows_the_weights_leaves_those_of_the_last_finite_step(
+        monkeypatch, momentum, shuffle, run_seconds, restore_seconds):
+    # Weight decay of lr * wd = 3 (10 with momentum) doubles the weights every step
+    # while tiny inputs keep the logits, and so the loss, finite: the update itself
+    # overflows float32. fit must leave the weights (and velocities) of the step before.
+    # The second case returns from C after every step and copies before every step.
+    from fastbp import network
+    if run_seconds is not None:
+        monkeypatch.setattr(network, "RUN_SECONDS", run_seconds)
+        monkeypatch.setattr(network, "RESTORE_SECONDS", restore_seconds)
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((64, 4)) * 1e-3).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    wd = 10.0 if momentum else 3.0
+    net = fastbp.Network([4, 3], seed=0)
+    with pytest.raises(FloatingPointError, match="overflowed the weights.*those of the last finite step"):
+        net.fit(X, y, batch_size=8, lr=1.0, weight_decay=wd, momentum=momentum, epochs=1000,
+                shuffle=shuffle)
+    last = net.n_updates_
+    assert last > 8, "the overflow should come epochs in"
+    # The same run, stopped after `last` updates by the C loop's own step limit.
+    ref = fastbp.Network([4, 3], seed=0)
+    core = ref._core_for(8, ref.n_threads)
+    ref._use_state(core, momentum)
+    trainer = _core.Trainer(X, y.astype(np.int32), None, 8, shuffle, ref._shuffle_state)
+    trainer.set_max_steps(last)
+    while trainer.step < last:
+        trainer.set_optimizer(1.0, 0.0, momentum, wd, False, trainer.step)
+        trainer.epoch_begin()
+        while not trainer.epoch_done and trainer.step < last:
+            core.run(trainer, 1.0)
+    assert trainer.status == _core.STATUS_OK
+    for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
+        assert np.isfinite(a).all()
+        np.testing.assert_array_equal(a, b)
+    if momentum:
+        np.testing.assert_array_equal(net._state, ref._state)
+
+
+def test_train_step_says_it_cannot_undo_an_overflowing_update():
+    net = fastbp.Network([4, 3], seed=0)
+    X = np.ones((2, 4), np.float32)
+    with pytest.raises(FloatingPointError, match="cannot undo it"):
+        net.train_step(X, [0, 1], lr=3e38, weight_decay=1e38)
+
+
 # -- Ctrl-C -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_threads", [1, 2])
