@@ -22,7 +22,7 @@ typedef struct {
     double (*gradients)(const fbp_net *, const void *, long, const int32_t *, const void *);
     void (*predict)(const fbp_net *, const void *, long, void *);
     double (*evaluate)(const fbp_net *, const void *, long, const int32_t *, const void *, long *);
-    int (*sgd_update)(void *, const void *, void *, long, double, double, double, int);
+    int (*update)(const fbp_update_settings *, void *, const void *, void *, void *, long);
 } build;
 
 #define DECLARE_BUILD(dt, isa)                                                                 \
@@ -35,12 +35,12 @@ typedef struct {
     void fbp_predict_##dt##_##isa(const fbp_net *, const void *, long, void *);                 \
     double fbp_evaluate_##dt##_##isa(const fbp_net *, const void *, long, const int32_t *,      \
                                      const void *, long *);                                     \
-    int fbp_sgd_update_##dt##_##isa(void *, const void *, void *, long, double, double, double, \
-                                    int);
+    int fbp_update_##dt##_##isa(const fbp_update_settings *, void *, const void *, void *,     \
+                                void *, long);
 #define BUILD(dt, isa)                                                                    \
     {fbp_work_bytes_##dt##_##isa, fbp_train_run_##dt##_##isa, fbp_train_batch_##dt##_##isa, \
      fbp_gradients_##dt##_##isa, fbp_predict_##dt##_##isa, fbp_evaluate_##dt##_##isa,       \
-     fbp_sgd_update_##dt##_##isa}
+     fbp_update_##dt##_##isa}
 
 DECLARE_BUILD(f32, generic)
 DECLARE_BUILD(f64, generic)
@@ -190,11 +190,10 @@ double fbp_evaluate(const fbp_net *net, const void *X, long n, const int32_t *la
     return build_for(net->dtype)->evaluate(net, X, n, labels, targets, n_correct);
 }
 
-int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n, double lr,
-                   double momentum, double weight_decay, int nesterov)
+int fbp_update(int dtype, const fbp_update_settings *s, void *param, const void *grad,
+               void *state0, void *state1, long n)
 {
-    return build_for(dtype)->sgd_update(param, grad, velocity, n, lr, momentum, weight_decay,
-                                        nesterov);
+    return build_for(dtype)->update(s, param, grad, state0, state1, n);
 }
 
 const char *fbp_compiler(void)

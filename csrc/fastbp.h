@@ -32,10 +32,11 @@ enum fbp_status {
     FBP_NONFINITE_WEIGHTS = 2  /* an update overflowed to NaN/inf */
 };
 
-/* What turns a gradient into an update (csrc/optim.inc). FBP_RULE_TEST_RMS keeps two
- * state arrays (state[0] and state[1]), as Adam will: testing only, it shows that such
- * a rule fits the kernels' one update seam. */
-enum fbp_rule { FBP_RULE_SGD = 0, FBP_RULE_TEST_RMS = 1 };
+/* What turns a gradient into an update (csrc/optim.inc has the formulas). SGD keeps
+ * its momentum velocity in state[0] (none without momentum); Adam and AdamW keep the
+ * moments m and v in state[0] and state[1]. FBP_RULE_TEST_RMS, testing only, is a
+ * rule of two state arrays that no kernel knows about. */
+enum fbp_rule { FBP_RULE_SGD = 0, FBP_RULE_TEST_RMS = 1, FBP_RULE_ADAM = 2, FBP_RULE_ADAMW = 3 };
 
 /* Code paths, for fbp_set_isa / fbp_get_isa. */
 enum fbp_isa { FBP_ISA_GENERIC = 0, FBP_ISA_AVX2 = 1, FBP_ISA_AVX512 = 2 };
@@ -87,6 +88,9 @@ typedef struct {
     double decay;             /* invscaling: lr_t = lr / (1 + decay * step) */
     double momentum, weight_decay;
     int nesterov;
+    double beta1, beta2, eps; /* Adam's and AdamW's */
+    long rule_steps;          /* updates the rule's state had seen before this fit (Adam's
+                                 bias correction counts from there) */
     long step;                /* updates done so far, over all epochs */
     long max_steps;           /* stop once step reaches this (0: no limit) */
     long pos;                 /* next position in order within the epoch */
@@ -138,13 +142,21 @@ void fbp_predict(const fbp_net *net, const void *X, long n, void *out);
 double fbp_evaluate(const fbp_net *net, const void *X, long n,
                     const int32_t *labels, const void *targets, long *n_correct);
 
-/* In place, over n elements of dtype:
- *   g' = g + weight_decay * p
- *   without momentum:   p -= lr * g'
- *   with momentum:      v = momentum * v + g';  p -= lr * (nesterov ? g' + momentum * v : v)
- * Returns 1 if any updated value is NaN or inf, else 0. */
-int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
-                   double lr, double momentum, double weight_decay, int nesterov);
+/* The settings of one update by a rule, for fbp_update. */
+typedef struct {
+    int rule;                 /* enum fbp_rule (not FBP_RULE_TEST_RMS) */
+    double lr, momentum, weight_decay;
+    int nesterov;
+    double beta1, beta2, eps; /* Adam, AdamW */
+    long step;                /* Adam, AdamW: this update's 1-based count */
+} fbp_update_settings;
+
+/* One update in place of n parameters of dtype from their gradient, by the rule in s
+ * (formulas in csrc/optim.inc), its state in state0 and state1 (laid out like param;
+ * NULL where the rule keeps none: SGD without momentum has no state0, only Adam has a
+ * state1). Returns 1 if any updated value is NaN or inf, else 0. */
+int fbp_update(int dtype, const fbp_update_settings *s, void *param, const void *grad,
+               void *state0, void *state1, long n);
 
 /* Checks of the data, for the Python side: the index of the first NaN/inf among the
  * n values (scanned by up to n_threads threads when n is large), or of the first

@@ -18,10 +18,10 @@ except ImportError as _error:  # a source tree: Python put the current directory
 from ._version import __version__
 from ._platform import info, select_code_path
 from .network import FitProgress, History, Network, load
-from .optim import sgd_update
+from .optim import adam_update, sgd_update
 from .gradcheck import gradcheck, naive_gradients
 
 select_code_path()  # FASTBP_CPU
 
-__all__ = ["Network", "History", "FitProgress", "sgd_update", "load", "gradcheck", "naive_gradients", "info",
+__all__ = ["Network", "History", "FitProgress", "sgd_update", "adam_update", "load", "gradcheck", "naive_gradients", "info",
            "__version__"]

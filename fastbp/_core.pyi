@@ -21,6 +21,8 @@ STATUS_NONFINITE_LOSS: Final[int]
 STATUS_NONFINITE_WEIGHTS: Final[int]
 RULE_SGD: Final[int]
 RULE_TEST_RMS: Final[int]
+RULE_ADAM: Final[int]
+RULE_ADAMW: Final[int]
 ISA_NAMES: Final[dict[int, _IsaName]]
 
 class _BuildInfo(TypedDict):
@@ -105,6 +107,10 @@ class Trainer:
         weight_decay: float,
         nesterov: bool,
         step: int,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        rule_steps: int = 0,
     ) -> None: ...
     def position(self) -> tuple[int, int, float, int, float, int, float, int]: ...
     def set_position(self, position: tuple[int, int, float, int, float, int, float, int]) -> None: ...
@@ -127,14 +133,20 @@ class Trainer:
     @property
     def step_rows(self) -> int: ...
 
-def sgd_update_raw(
+def update_raw(
+    rule: int,
     param: _Float,
     grad: _Float,
-    velocity: _Float | None,
+    state0: _Float | None,
+    state1: _Float | None,
     lr: float,
-    momentum: float,
-    weight_decay: float,
-    nesterov: bool,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    step: int = 1,
 ) -> int: ...
 def first_nonfinite(a: _Float, n_threads: int = 1) -> int: ...
 def first_bad_label(labels: npt.NDArray[np.int32] | npt.NDArray[np.int64], n_classes: int) -> int: ...

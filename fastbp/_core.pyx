@@ -23,7 +23,7 @@ cdef extern from "fastbp.h" nogil:
     enum: FBP_OK, FBP_NONFINITE_LOSS, FBP_NONFINITE_WEIGHTS
     enum: FBP_ISA_GENERIC, FBP_ISA_AVX2, FBP_ISA_AVX512
     enum: FBP_CROSS_ENTROPY, FBP_MSE
-    enum: FBP_RULE_SGD, FBP_RULE_TEST_RMS
+    enum: FBP_RULE_SGD, FBP_RULE_TEST_RMS, FBP_RULE_ADAM, FBP_RULE_ADAMW
     ctypedef struct fbp_profile:
         double gather, forward, backward, update
         long steps
@@ -55,6 +55,8 @@ cdef extern from "fastbp.h" nogil:
         uint64_t rng
         double lr, decay, momentum, weight_decay
         int nesterov
+        double beta1, beta2, eps
+        long rule_steps
         long step, max_steps, pos
         double loss_sum
         long n_seen
@@ -73,8 +75,14 @@ cdef extern from "fastbp.h" nogil:
     void fbp_predict(const fbp_net *net, const void *X, long n, void *out)
     double fbp_evaluate(const fbp_net *net, const void *X, long n, const int32_t *labels,
                         const void *targets, long *n_correct)
-    int fbp_sgd_update(int dtype, void *param, const void *grad, void *velocity, long n,
-                       double lr, double momentum, double weight_decay, int nesterov)
+    ctypedef struct fbp_update_settings:
+        int rule
+        double lr, momentum, weight_decay
+        int nesterov
+        double beta1, beta2, eps
+        long step
+    int fbp_update(int dtype, const fbp_update_settings *s, void *param, const void *grad,
+                   void *state0, void *state1, long n)
     long fbp_first_nonfinite(int dtype, const void *x, long n, int n_threads)
     long fbp_first_bad_label(const void *labels, int is_int64, long n, int n_classes)
     int fbp_test_fault_layer
@@ -92,6 +100,8 @@ STATUS_NONFINITE_LOSS = FBP_NONFINITE_LOSS
 STATUS_NONFINITE_WEIGHTS = FBP_NONFINITE_WEIGHTS
 RULE_SGD = FBP_RULE_SGD
 RULE_TEST_RMS = FBP_RULE_TEST_RMS
+RULE_ADAM = FBP_RULE_ADAM
+RULE_ADAMW = FBP_RULE_ADAMW
 ISA_NAMES = {FBP_ISA_GENERIC: "generic", FBP_ISA_AVX2: "avx2", FBP_ISA_AVX512: "avx512"}
 
 
@@ -205,10 +215,11 @@ cdef class CoreNet:
     def set_state(self, object state, int rule=FBP_RULE_SGD):
         """Update by `rule` with these state arrays: None, or (k, n_params) with the
         parameters' layout. RULE_SGD: no state (no momentum) or its velocity in row 0;
-        RULE_TEST_RMS (testing only, csrc/optim.inc): two rows."""
+        RULE_ADAM, RULE_ADAMW: the moments m and v; RULE_TEST_RMS (testing only,
+        csrc/optim.inc): two rows."""
         cdef int k, rows = 0 if state is None else state.shape[0]
-        if rule == FBP_RULE_SGD and rows > 1 or rule == FBP_RULE_TEST_RMS and rows != 2 or \
-                rule not in (FBP_RULE_SGD, FBP_RULE_TEST_RMS):
+        if rule == FBP_RULE_SGD and rows > 1 or rule != FBP_RULE_SGD and rows != 2 or \
+                rule not in (FBP_RULE_SGD, FBP_RULE_TEST_RMS, FBP_RULE_ADAM, FBP_RULE_ADAMW):
             raise ValueError(f"internal: rule {rule} with {rows} state arrays")
         for k in range(2):
             self.net.state[k] = NULL if k >= rows else \
@@ -417,6 +428,7 @@ cdef class Trainer:
         self.t.momentum = 0
         self.t.weight_decay = 0
         self.t.nesterov = 0
+        self.t.beta1, self.t.beta2, self.t.eps, self.t.rule_steps = 0.9, 0.999, 1e-8, 0
         self.t.step = 0
         self.t.max_steps = 0
         self.t.pos = n
@@ -429,9 +441,13 @@ cdef class Trainer:
         memset(self.t.pacing, 0, sizeof(self.t.pacing))
 
     def set_optimizer(self, double lr, double decay, double momentum, double weight_decay,
-                      bint nesterov, long step):
+                      bint nesterov, long step, double beta1=0.9, double beta2=0.999,
+                      double eps=1e-8, long rule_steps=0):
+        """The rule's settings (the rule itself is the CoreNet's); step: updates so far
+        in this fit; rule_steps: updates the rule's state saw before it (Adam)."""
         self.t.lr, self.t.decay = lr, decay
         self.t.momentum, self.t.weight_decay, self.t.nesterov = momentum, weight_decay, nesterov
+        self.t.beta1, self.t.beta2, self.t.eps, self.t.rule_steps = beta1, beta2, eps, rule_steps
         self.t.step = step
 
     def position(self):
@@ -486,19 +502,27 @@ cdef class Trainer:
         return self.t.step_rows
 
 
-def sgd_update_raw(object param, object grad, velocity, double lr, double momentum,
-                   double weight_decay, bint nesterov):
-    """The C update on arrays already checked by fastbp.optim.sgd_update."""
+def update_raw(int rule, object param, object grad, state0, state1, double lr,
+               double momentum=0, double weight_decay=0, bint nesterov=False, double beta1=0.9,
+               double beta2=0.999, double eps=1e-8, long step=1):
+    """fbp_update on arrays already checked by fastbp.optim (sgd_update, adam_update):
+    1 if an updated value is NaN or inf."""
     cdef int code = dtype_code(param.dtype)
+    cdef fbp_update_settings s
     cdef void *p = data_of(param, param.dtype, param.shape, "param")
     cdef const void *g = rdata_of(grad, param.dtype, param.shape, "grad")
-    cdef void *v = NULL
+    cdef void *s0 = NULL
+    cdef void *s1 = NULL
     cdef long n = param.size
     cdef int bad
-    if velocity is not None:
-        v = data_of(velocity, param.dtype, param.shape, "velocity")
+    if state0 is not None:
+        s0 = data_of(state0, param.dtype, param.shape, "state")
+    if state1 is not None:
+        s1 = data_of(state1, param.dtype, param.shape, "state")
+    s.rule, s.lr, s.momentum, s.weight_decay, s.nesterov = rule, lr, momentum, weight_decay, nesterov
+    s.beta1, s.beta2, s.eps, s.step = beta1, beta2, eps, step
     with nogil:
-        bad = fbp_sgd_update(code, p, g, v, n, lr, momentum, weight_decay, nesterov)
+        bad = fbp_update(code, &s, p, g, s0, s1, n)
     return bad
 
 

@@ -110,6 +110,17 @@ def check_sgd_settings(lr: float, momentum: float = 0.0, weight_decay: float = 0
     return lr, momentum, weight_decay, bool(nesterov)
 
 
+def check_adam_settings(betas, eps):
+    """Adam's (beta1, beta2, eps), checked: betas a pair in [0, 1), eps > 0."""
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {short(betas)}") from None
+    beta1 = check_real("betas[0]", beta1, 0.0, 1.0)
+    beta2 = check_real("betas[1]", beta2, 0.0, 1.0)
+    return beta1, beta2, check_positive("eps", eps)
+
+
 def check_representable(dtype, **values):
     """Each value finite in dtype (float32 or float64), or ValueError naming it."""
     biggest = float(np.finfo(dtype).max)

@@ -17,13 +17,14 @@ import numpy.typing as npt
 
 from . import _core, io
 from ._memory import ParamLayout
-from ._validation import (as_array, check_choice, check_dtype, check_labels,
+from ._validation import (as_array, check_adam_settings, check_choice, check_dtype, check_labels,
+                          check_representable,
                           check_positive, check_sgd_settings, check_targets, check_X)
 from .optim import Schedule
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 LOSSES = {"cross_entropy": 0, "mse": 1}
-OPTIMIZERS = ("sgd", "gd")
+OPTIMIZERS = ("sgd", "gd", "adam", "adamw")
 MAX_LAYERS = 64          # csrc/real.h FBP_MAX_LAYERS
 MAX_THREADS = 1024       # a sanity bound on n_threads (C runs at most 64 of them)
 CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-batch gradients
@@ -169,7 +170,9 @@ class Network:
             w = init_rng.uniform(-limit, limit, size=(n_in, n_out))  # float64, then cast: same across dtypes
             self._weights[l][...] = w.astype(self.dtype)
         self._state = None       # the optimizer's state, (k, n_params) in the same layout:
-                                 # the momentum velocity, made at the first update with momentum
+                                 # the momentum velocity or Adam's m and v, made at first use
+        self._state_kind = None  # "velocity" or "moments"
+        self._rule_steps = 0     # updates the state has seen (Adam's bias correction)
         self._core = None        # the C view of the arrays above, built on first use
         self._lock = _core.ParameterLock()  # threads: inference shares, training excludes
         self.n_updates_ = 0      # parameter updates applied so far, over all calls
@@ -213,8 +216,9 @@ class Network:
                 self._biases[l][...] = new_b[l]
 
     def reset_optimizer(self):
-        """Forget the momentum velocities (fit and train_step keep them otherwise)."""
-        self._state = None
+        """Forget the update rule's state: momentum velocities, Adam's moments and step
+        count (fit and train_step keep them otherwise)."""
+        self._state, self._state_kind, self._rule_steps = None, None, 0
 
     # -- the C side -----------------------------------------------------------------
     def _core_for(self, rows, n_threads=None):
@@ -228,14 +232,37 @@ class Network:
                                               self._params, self._grads, rows, n_threads)
         return core
 
-    def _use_state(self, core, momentum):
-        """Point core at the state this update rule needs (none for plain SGD)."""
-        if momentum > 0:
-            if self._state is None:
-                self._state = self._layout.zeros(1)
-            core.set_state(self._state)
-        else:
+    def _rule(self, optimizer, lr, momentum, nesterov, weight_decay, betas, eps):
+        """The checked settings of the update rule `optimizer` names."""
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
+                                                                  nesterov, self.dtype)
+        if optimizer in ("adam", "adamw"):
+            if momentum or nesterov:
+                raise ValueError(f"momentum and nesterov are SGD's; {optimizer} keeps moments "
+                                 "of its own (set betas)")
+            beta1, beta2, eps = check_adam_settings((0.9, 0.999) if betas is None else betas,
+                                                    1e-8 if eps is None else eps)
+            check_representable(self.dtype, eps=eps)
+            kind = _core.RULE_ADAMW if optimizer == "adamw" else _core.RULE_ADAM
+            return UpdateRule(kind, lr, 0.0, False, weight_decay, beta1, beta2, eps)
+        if betas is not None or eps is not None:
+            raise ValueError(f"betas and eps are Adam's; optimizer={optimizer!r} does not use "
+                             "them (optimizer='adam' or 'adamw')")
+        return UpdateRule(_core.RULE_SGD, lr, momentum, nesterov, weight_decay, 0.9, 0.999, 1e-8)
+
+    def _use_state(self, core, rule):
+        """Point core at the state rule needs: none for plain SGD, the velocity for SGD
+        with momentum, the moments m, v for Adam/AdamW. State of another kind (a rule
+        change between calls) is replaced by zeros, the step count with it."""
+        kind = "moments" if rule.kind != _core.RULE_SGD else "velocity" if rule.momentum > 0 else None
+        if kind is None:
             core.set_state(None)
+            return
+        if self._state is None or self._state_kind != kind:
+            self._state = self._layout.zeros(2 if kind == "moments" else 1)
+            self._state_kind, self._rule_steps = kind, 0
+        core.set_state(self._state, rule.kind)
 
     def _check_Xy(self, X: npt.ArrayLike, y: npt.ArrayLike, name: str = "X", n_threads: int | None = None
                   ) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.int32] | None, npt.NDArray[np.floating[Any]] | None]:
@@ -254,14 +281,19 @@ class Network:
             validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
             verbose: bool = False, decay: float = 1e-4, step_size: int = 10, gamma: float = 0.1,
             n_threads: int | None = None,
-            callback: Callable[[FitProgress], object] | None = None) -> History:
+            callback: Callable[[FitProgress], object] | None = None,
+            betas: tuple[float, float] | None = None, eps: float | None = None) -> History:
         """Train from the current weights; returns a `History`.
 
         optimizer="sgd" takes ``batch_size`` samples per update (1 is classic
         single-sample SGD); optimizer="gd" is full-batch gradient descent, one update
         per epoch over all of X. The update is w <- w - lr_t * (g + weight_decay * w)
-        (no decay on biases), with momentum/Nesterov as in `fastbp.sgd_update`;
-        momentum velocities persist across calls (see `reset_optimizer`).
+        (no decay on biases), with momentum/Nesterov as in `fastbp.sgd_update`.
+        optimizer="adam" and "adamw" take ``batch_size`` samples per update too, with
+        PyTorch's Adam and AdamW rules (`fastbp.adam_update`; ``betas`` default
+        (0.9, 0.999), ``eps`` 1e-8; momentum is SGD's and is refused with them).
+        The rule's state (velocities, or Adam's moments and step count) persists across
+        calls with the same rule (see `reset_optimizer`).
 
         ``schedule`` sets lr_t (see `fastbp.optim.Schedule`: ``decay`` for
         "invscaling", ``step_size`` and ``gamma`` for "step"). The monitored loss is
@@ -281,9 +313,8 @@ class Network:
         the weights (and velocities) are those after the last finite update. Ctrl-C stops within about 50 ms with
         KeyboardInterrupt, the weights as after the last completed update.
         """
-        check_choice("optimizer", optimizer, OPTIMIZERS)
-        lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
-                                                                  nesterov, self.dtype)
+        rule = self._rule(optimizer, lr, momentum, nesterov, weight_decay, betas, eps)
+        lr = rule.lr
         batch_size = check_positive("batch_size", batch_size, integer=True)
         epochs = check_positive("epochs", epochs, integer=True)
         sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma, tol=tol,
@@ -299,25 +330,24 @@ class Network:
         self._lock.train_acquire("fit")
         try:
             return self._fit_checked(X, labels, targets, optimizer, batch_size, epochs, sched,
-                                     momentum, weight_decay, nesterov, shuffle, val, verbose,
-                                     n_threads, callback)
+                                     rule, shuffle, val, verbose, n_threads, callback)
         finally:
             self._lock.train_release()
 
-    def _fit_checked(self, X, labels, targets, optimizer, batch_size, epochs, sched, momentum,
-                     weight_decay, nesterov, shuffle, val, verbose, n_threads, callback):
+    def _fit_checked(self, X, labels, targets, optimizer, batch_size, epochs, sched, rule,
+                     shuffle, val, verbose, n_threads, callback):
         n = len(X)
         batch = n if optimizer == "gd" else min(batch_size, n)
         core = self._core_for(batch, n_threads)
-        self._use_state(core, momentum)
-        trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer == "sgd",
+        self._use_state(core, rule)
+        trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer != "gd",
                                 self._shuffle_state)
         hist = History()
         restore = _RestorePoint(self)
         try:
             for epoch in range(epochs):
-                trainer.set_optimizer(sched.epoch_lr(epoch), sched.per_update_decay, momentum,
-                                      weight_decay, bool(nesterov), trainer.step)
+                rule.set_on(trainer, sched.epoch_lr(epoch), sched.per_update_decay, trainer.step,
+                            self._rule_steps)
                 trainer.epoch_begin()
                 start = time.perf_counter()
                 restore.take(trainer)
@@ -358,6 +388,7 @@ class Network:
         finally:
             hist.n_updates = trainer.step
             self.n_updates_ += trainer.step
+            self._rule_steps += trainer.step
             self._shuffle_state = trainer.rng
         return hist
 
@@ -382,40 +413,47 @@ class Network:
                 "copy; fit restores the last finite step by itself). Try a smaller lr or "
                 "scaling the inputs.")
 
-    def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, n_threads=None):
+    def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, n_threads=None,
+                   optimizer="sgd", betas=None, eps=None):
         """Exactly one update on exactly this batch (all rows of X); returns the batch's
-        mean loss before the update. Momentum velocities persist across calls."""
+        mean loss before the update. optimizer: "sgd" (or "gd": the same for one batch),
+        "adam" or "adamw", with the settings fit takes. The rule's state (velocities,
+        Adam's moments and step count) persists across calls."""
         lock = self._lock
         lock.train_acquire("train_step")
         lock.write_acquire()
         try:
-            return self._train_step_locked(X, y, lr, momentum, nesterov, weight_decay, n_threads)
+            return self._train_step_locked(X, y, lr, momentum, nesterov, weight_decay, n_threads,
+                                           optimizer, betas, eps)
         finally:
             lock.write_release()
             lock.train_release()
 
-    def _train_step_locked(self, X, y, lr, momentum, nesterov, weight_decay, n_threads):
+    def _train_step_locked(self, X, y, lr, momentum, nesterov, weight_decay, n_threads, optimizer,
+                           betas, eps):
         core, trainer = self._core, _core.Trainer()
         wanted = self.n_threads if n_threads is None else n_threads
         loss = None
-        if core is not None and type(wanted) is int and core.n_threads == wanted and \
+        if optimizer == "sgd" and betas is None and eps is None and core is not None and \
+                type(wanted) is int and core.n_threads == wanted and \
                 (core.state is None or core.state is self._state):
             # The common case (arrays and settings as C takes them, the core set up by
             # the last call with this network's velocities) is checked in C: a few
             # microseconds instead of a few tens.
             loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov)
         if loss is None:
-            lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
-                                                                      nesterov, self.dtype)
+            rule = self._rule("sgd" if optimizer == "gd" else optimizer, lr, momentum, nesterov,
+                              weight_decay, betas, eps)
             n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
             X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
             core = self._core_for(len(X), n_threads)
-            self._use_state(core, momentum)
-            trainer.set_optimizer(lr, 0.0, momentum, weight_decay, bool(nesterov), 0)
+            self._use_state(core, rule)
+            rule.set_on(trainer, rule.lr, 0.0, 0, self._rule_steps)
             loss = core.train_batch(trainer, X, labels, targets)
         if trainer.status != STATUS_OK:
             self._raise_if_diverged(trainer, 0, restored=False)
         self.n_updates_ += 1
+        self._rule_steps += 1
         return loss
 
     def profile(self, X, y, batch_size=32, steps=None, lr=0.01, momentum=0.0, n_threads=None):
@@ -443,7 +481,7 @@ class Network:
         batch_size = check_positive("batch_size", batch_size, integer=True)
         if steps is not None:
             steps = check_positive("steps", steps, integer=True)
-        lr, momentum, _, _ = check_sgd_settings(lr, momentum, dtype=self.dtype)
+        rule = self._rule("sgd", lr, momentum, False, 0.0, None, None)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y)
         clone = Network(self.layer_sizes, list(self.activations), self.loss, self.dtype,
@@ -452,9 +490,9 @@ class Network:
             clone.set_weights(self._weights, self._biases)
         batch = min(batch_size, len(X))
         core = clone._core_for(batch, n_threads)
-        clone._use_state(core, momentum)
+        clone._use_state(core, rule)
         trainer = _core.Trainer(X, labels, targets, batch, True, self._shuffle_state)
-        trainer.set_optimizer(lr, 0.0, momentum, 0.0, False, 0)
+        rule.set_on(trainer, rule.lr, 0.0, 0, 0)
 
         def run_until(step):
             trainer.set_max_steps(step)
@@ -564,6 +602,24 @@ class Network:
         sizes = "-".join(map(str, self.layer_sizes))
         return (f"Network({sizes}, activation={list(self.activations)}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name!r})")
+
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """The checked settings of one update rule (csrc/optim.inc): kind is the C rule."""
+    kind: int
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    beta1: float
+    beta2: float
+    eps: float
+
+    def set_on(self, trainer, lr, decay, step, rule_steps):
+        """Give the C trainer these settings with this lr and its per-update decay."""
+        trainer.set_optimizer(lr, decay, self.momentum, self.weight_decay, self.nesterov, step,
+                              self.beta1, self.beta2, self.eps, rule_steps)
 
 
 class _RestorePoint:

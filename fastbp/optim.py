@@ -1,5 +1,5 @@
-"""Gradient descent, as a tool of its own: the in-place SGD update for any float
-arrays, and the learning-rate schedules that `Network.fit` applies per epoch."""
+"""The update rules as tools of their own: the in-place SGD and Adam updates for any
+float arrays, and the learning-rate schedules that `Network.fit` applies per epoch."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._validation import (check_choice, check_nonnegative, check_positive, check_representable,
-                          check_sgd_settings)
+from ._validation import (check_adam_settings, check_choice, check_nonnegative, check_positive,
+                          check_representable, check_sgd_settings)
 
 SCHEDULES = ("constant", "invscaling", "step", "adaptive")
 
@@ -31,7 +31,50 @@ def sgd_update(param: npt.NDArray[np.floating[Any]], grad: npt.NDArray[np.floati
     array([-1.5])
     """
     lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay, nesterov)
-    for name, a in (("param", param), ("grad", grad), ("velocity", velocity)):
+    _check_update_arrays(param, grad=grad, velocity=velocity)
+    check_representable(param.dtype, lr=lr, weight_decay=weight_decay)
+    if momentum > 0 and velocity is None:
+        raise ValueError("momentum > 0 needs a velocity array (np.zeros_like(param) to start)")
+    if momentum == 0:
+        velocity = None
+    _core.update_raw(_core.RULE_SGD, param, grad, velocity, None, lr, momentum, weight_decay, nesterov)
+    return param
+
+
+def adam_update(param: npt.NDArray[np.floating[Any]], grad: npt.NDArray[np.floating[Any]],
+                m: npt.NDArray[np.floating[Any]], v: npt.NDArray[np.floating[Any]], step: int,
+                lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                weight_decay: float = 0.0, decoupled: bool = False) -> npt.NDArray[np.floating[Any]]:
+    """One Adam step on ``param``, in place, as PyTorch's ``torch.optim.Adam``
+    (``decoupled=True``: ``torch.optim.AdamW``). ``m`` and ``v`` are the moments
+    (zeros to start), updated in place; ``step`` is the 1-based count of this update:
+
+        g' = g + weight_decay * w          (Adam; AdamW instead: w <- w * (1 - lr * weight_decay))
+        m <- beta1 * m + (1 - beta1) * g';  v <- beta2 * v + (1 - beta2) * g'^2
+        w <- w - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+
+    All arrays C-contiguous, of one shape and dtype (float32 or float64). Returns ``param``.
+
+    >>> import numpy as np, fastbp
+    >>> x, m, v = np.array([-3.0]), np.zeros(1), np.zeros(1)
+    >>> fastbp.adam_update(x, 2 * x, m, v, step=1, lr=0.5)   # a first step is lr * sign(g)
+    array([-2.5])
+    """
+    beta1, beta2, eps = check_adam_settings(betas, eps)
+    lr = check_positive("lr", lr)
+    weight_decay = check_nonnegative("weight_decay", weight_decay)
+    step = check_positive("step", step, integer=True)
+    _check_update_arrays(param, grad=grad, m=m, v=v)
+    check_representable(param.dtype, lr=lr, weight_decay=weight_decay, eps=eps)
+    rule = _core.RULE_ADAMW if decoupled else _core.RULE_ADAM
+    _core.update_raw(rule, param, grad, m, v, lr, 0.0, weight_decay, False, beta1, beta2, eps, step)
+    return param
+
+
+def _check_update_arrays(param, **others):
+    """param and the arrays of one update: C-contiguous NumPy arrays of one float dtype
+    and shape (None for an array the update does not use)."""
+    for name, a in {"param": param, **others}.items():
         if a is None:
             continue
         if not isinstance(a, np.ndarray):
@@ -43,15 +86,8 @@ def sgd_update(param: npt.NDArray[np.floating[Any]], grad: npt.NDArray[np.floati
         if a.dtype != param.dtype or a.shape != param.shape:
             raise ValueError(f"{name} must match param's shape {param.shape} and dtype "
                              f"{param.dtype}, got {a.shape} {a.dtype}")
-    if not param.flags.writeable:
-        raise ValueError("param must be writeable: it is updated in place")
-    check_representable(param.dtype, lr=lr, weight_decay=weight_decay)
-    if momentum > 0 and velocity is None:
-        raise ValueError("momentum > 0 needs a velocity array (np.zeros_like(param) to start)")
-    if momentum == 0:
-        velocity = None
-    _core.sgd_update_raw(param, grad, velocity, lr, momentum, weight_decay, nesterov)
-    return param
+        if name != "grad" and not a.flags.writeable:
+            raise ValueError(f"{name} must be writeable: it is updated in place")
 
 
 class Schedule:

@@ -72,6 +72,22 @@ def sgd_update(param, grad, lr, momentum=0.0, velocity=None, weight_decay=0.0, n
     return param
 
 
+def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                decoupled=False):
+    """PyTorch's Adam (decoupled: AdamW) step ``step`` (1-based), in place, written out."""
+    if decoupled:
+        param *= 1 - lr * weight_decay
+        g = grad
+    else:
+        g = grad + weight_decay * param
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * g * g
+    param -= lr / (1 - beta1 ** step) * m / (np.sqrt(v) / np.sqrt(1 - beta2 ** step) + eps)
+    return param
+
+
 def predict_proba(weights, biases, activations, X):
     return np.exp(log_softmax(forward(weights, biases, activations, X)[-1]))
 
@@ -86,10 +102,25 @@ class ReferenceNetwork:
         self.loss = loss
         self.vW = [np.zeros_like(w) for w in weights]
         self.vb = [np.zeros_like(b) for b in biases]
+        self.m = [np.zeros_like(p) for p in self.weights + self.biases]   # Adam's moments
+        self.v = [np.zeros_like(p) for p in self.weights + self.biases]
+        self.adam_steps = 0
 
     def train_step(self, X, y, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         value, grads = gradients(self.weights, self.biases, self.activations, X, y, self.loss)
         for l, (dW, db) in enumerate(grads):
             sgd_update(self.weights[l], dW, lr, momentum, self.vW[l], weight_decay, nesterov)
             sgd_update(self.biases[l], db, lr, momentum, self.vb[l], 0.0, nesterov)
+        return value
+
+    def adam_step(self, X, y, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+        """One Adam (decoupled: AdamW) update on the batch; biases are not decayed."""
+        value, grads = gradients(self.weights, self.biases, self.activations, X, y, self.loss)
+        self.adam_steps += 1
+        params = self.weights + self.biases
+        flat = [g[0] for g in grads] + [g[1] for g in grads]
+        for i, (p, g) in enumerate(zip(params, flat)):
+            decay = weight_decay if i < len(self.weights) else 0.0
+            adam_update(p, g, self.m[i], self.v[i], self.adam_steps, lr, betas[0], betas[1], eps,
+                        decay, decoupled)
         return value

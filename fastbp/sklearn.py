@@ -109,6 +109,7 @@ def _network_state(net):
             "dtype": net.dtype.name, "weights": [w.copy() for w in net.weights],
             "biases": [b.copy() for b in net.biases],
             "optimizer_state": None if net._state is None else net._state.copy(),
+            "optimizer_state_kind": net._state_kind, "rule_steps": net._rule_steps,
             "shuffle_state": net._shuffle_state}
 
 
@@ -119,6 +120,8 @@ def _network_from_state(state):
     if state.get("optimizer_state") is not None:
         net._state = net._layout.zeros(len(state["optimizer_state"]))
         net._state[...] = state["optimizer_state"]
+        net._state_kind = state.get("optimizer_state_kind", "velocity")
+        net._rule_steps = state.get("rule_steps", 0)
     if state.get("shuffle_state") is not None:
         net._shuffle_state = state["shuffle_state"]
     return net

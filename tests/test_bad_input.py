@@ -207,7 +207,17 @@ BAD_FIT_SETTINGS = [
     (dict(epochs=-1), ValueError, "epochs"),
     (dict(epochs=1.5), TypeError, "epochs"),
     (dict(epochs=None), TypeError, "epochs"),
-    (dict(optimizer="adam"), ValueError, "optimizer"),
+    (dict(optimizer="rmsprop"), ValueError, "optimizer"),
+    (dict(optimizer="adam", betas=(1.0, 0.999)), ValueError, r"betas\[0\]"),
+    (dict(optimizer="adam", betas=(0.9, -0.1)), ValueError, r"betas\[1\]"),
+    (dict(optimizer="adamw", betas=(0.9,)), TypeError, "betas"),
+    (dict(optimizer="adam", betas="0.9"), TypeError, "betas"),
+    (dict(optimizer="adam", eps=0.0), ValueError, "eps"),
+    (dict(optimizer="adam", eps=float("nan")), BAD_INPUT, "eps"),
+    (dict(optimizer="adam", eps=1e39), ValueError, "eps = 1e.39 overflows float32"),
+    (dict(optimizer="adam", momentum=0.9), ValueError, "momentum and nesterov are SGD's"),
+    (dict(optimizer="sgd", betas=(0.9, 0.99)), ValueError, "betas and eps are Adam's"),
+    (dict(optimizer="gd", eps=1e-6), ValueError, "betas and eps are Adam's"),
     (dict(optimizer=None), ValueError, "optimizer"),
     (dict(schedule="cosine"), ValueError, "schedule"),
     (dict(schedule=None), ValueError, "schedule"),
@@ -244,7 +254,8 @@ def test_fit_rejects_bad_settings(settings, error, pattern):
     assert_params_equal(net, before)
 
 
-TRAIN_STEP_SETTINGS = [s for s in BAD_FIT_SETTINGS if set(s[0]) <= {"lr", "momentum", "weight_decay", "nesterov"}]
+TRAIN_STEP_SETTINGS = [s for s in BAD_FIT_SETTINGS
+                       if set(s[0]) <= {"lr", "momentum", "weight_decay", "nesterov", "optimizer", "betas", "eps"}]
 
 
 @pytest.mark.parametrize("settings,error,pattern", TRAIN_STEP_SETTINGS,

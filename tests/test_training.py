@@ -464,7 +464,7 @@ def test_an_update_that_overflows_the_weights_leaves_those_of_the_last_finite_st
     # The same run, stopped after `last` updates by the C loop's own step limit.
     ref = fastbp.Network([4, 3], seed=0)
     core = ref._core_for(8, ref.n_threads)
-    ref._use_state(core, momentum)
+    ref._use_state(core, ref._rule("sgd", 1.0, momentum, False, 0.0, None, None))
     trainer = _core.Trainer(X, y.astype(np.int32), None, 8, shuffle, ref._shuffle_state)
     trainer.set_max_steps(last)
     while trainer.step < last:
@@ -501,7 +501,7 @@ def test_a_full_batch_step_paused_between_chunks_goes_on_to_the_same_weights(n_t
     whole.fit(X, y, optimizer="gd", lr=0.1, momentum=0.9, epochs=2)
     net = fastbp.Network(sizes, seed=0, n_threads=n_threads)
     core = net._core_for(len(X), n_threads)
-    net._use_state(core, 0.9)
+    net._use_state(core, net._rule("sgd", 0.1, 0.9, False, 0.0, None, None))
     trainer = _core.Trainer(X, y.astype(np.int32), None, len(X), False, net._shuffle_state)
     calls = pauses = 0
     for epoch in range(2):
