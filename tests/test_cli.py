@@ -481,3 +481,22 @@ def test_bench_names_itself_as_it_was_run(capsys):
     assert "benchmarks/compare.py" not in installed
     tree = " ".join(bench.build_parser("python benchmarks/compare.py").format_help().split())
     assert "OPENBLAS_L2_SIZE python benchmarks/compare.py" in tree
+
+
+def test_train_with_adam_uses_its_defaults_and_learns(capsys, digits_dir):
+    status, out, err = run(capsys, "train", "--data", digits_dir, "--no-download", "--optimizer", "adam",
+                           "--epochs", 4, "--layers", "784,32,10")
+    assert status == 0, err
+    assert "adam lr 0.001 betas (0.9, 0.999) eps 1e-08" in out.splitlines()[0]
+    assert float(out.split("test accuracy ")[1].split()[0]) > 0.8
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--beta1", "0.8"], "betas and eps are Adam's"),
+    (["--optimizer", "adamw", "--momentum", "0.9"], "momentum and nesterov are SGD's"),
+    (["--optimizer", "adam", "--beta2", "1.5"], "--beta2"),
+    (["--optimizer", "adam", "--eps", "0"], "--eps"),
+])
+def test_adam_flags_that_do_not_fit_are_one_line(capsys, digits_dir, argv, message):
+    status, out, err = run(capsys, "train", "--data", digits_dir, "--no-download", *argv)
+    assert_one_line_error(status, err, message)
