@@ -603,7 +603,9 @@ cdef class ParameterLock:
     a RuntimeError: two interleaved trainings would give neither caller what it asked
     for), and while a training C call runs (`with lock.writing`; fit makes one per ~50
     ms of updates) no inference reads, so every answer comes from the weights of a
-    complete update. A waiting writer goes before new readers: no starvation.
+    complete update. Turns alternate: a writer's release hands the turn to the readers
+    that waited through its update (or else to a writer that waited), so fit, which asks
+    again at once, cannot starve them, and a waiting writer goes before new readers.
 
     The counts are C ints changed only while holding the GIL, so the uncontended paths
     are a few C operations (train_step at batch 1 takes ~10 us: a lock in Python cost
@@ -620,9 +622,12 @@ cdef class ParameterLock:
     >>> lock.train_release()
     """
     cdef int n_readers        # inference calls under way
-    cdef int writer_in        # a training C call under way
-    cdef int writers_waiting
+    cdef int writer_in        # a training C call under way (or handed to a waiting writer)
+    cdef int readers_waiting, writers_waiting
     cdef int sleepers         # threads waiting on cond
+    cdef long read_grants     # releases that admitted the waiting readers (counted in n_readers)
+    cdef long write_grants    # releases that handed the turn to a writer that was waiting
+    cdef int handoff          # 1: the last such hand-over is not taken yet
     cdef int training         # a fit or train_step under way
     cdef object cond
     cdef readonly object reading, writing
@@ -636,15 +641,45 @@ cdef class ParameterLock:
     # GIL could pass to another thread there), so the slow path tests and takes its
     # turn in one step, inside the Condition.
     cdef void wait_for_turn(self, bint writer) except *:
+        cdef long read_gen, write_gen
         with self.cond:
             self.sleepers += 1
+            read_gen, write_gen = self.read_grants, self.write_grants
+            if writer:
+                self.writers_waiting += 1
+            else:
+                self.readers_waiting += 1
             try:
-                while self.writer_in or (self.n_readers if writer else self.writers_waiting):
+                while True:
+                    if writer:
+                        if self.handoff and self.write_grants != write_gen:  # waited through it
+                            self.handoff = 0      # writer_in stays 1: the turn is this one's
+                            self.writers_waiting -= 1
+                            break
+                        if not self.writer_in and not self.n_readers:
+                            self.writer_in = 1
+                            self.writers_waiting -= 1
+                            break
+                    else:
+                        if self.read_grants != read_gen:  # admitted and counted by a release
+                            break
+                        if not self.writer_in and not self.writers_waiting:
+                            self.readers_waiting -= 1
+                            self.n_readers += 1
+                            break
                     self.cond.wait()
+            except BaseException:  # interrupted while waiting: give up the place or the turn
                 if writer:
-                    self.writer_in = 1
+                    self.writers_waiting -= 1
+                    if self.handoff and self.writers_waiting == 0:
+                        self.handoff = 0
+                        self.writer_in = 0
+                elif self.read_grants != read_gen:
+                    self.n_readers -= 1
                 else:
-                    self.n_readers += 1
+                    self.readers_waiting -= 1
+                self.cond.notify_all()
+                raise
             finally:
                 self.sleepers -= 1
 
@@ -665,18 +700,22 @@ cdef class ParameterLock:
             self.wake()
 
     def write_acquire(self):
-        if self.writer_in or self.n_readers:
-            self.writers_waiting += 1
-            try:
-                self.wait_for_turn(True)
-            finally:
-                self.writers_waiting -= 1
-                self.wake()  # readers that waited for this writer's turn test again
+        if self.writer_in or self.n_readers or self.sleepers:  # anyone waiting goes first
+            self.wait_for_turn(True)
         else:
             self.writer_in = 1
 
     def write_release(self):
-        self.writer_in = 0
+        if self.readers_waiting:      # the readers that waited through this update
+            self.writer_in = 0
+            self.n_readers += self.readers_waiting
+            self.readers_waiting = 0
+            self.read_grants += 1
+        elif self.writers_waiting:    # else a writer that waited: writer_in stays 1
+            self.handoff = 1
+            self.write_grants += 1
+        else:
+            self.writer_in = 0
         self.wake()
 
     def train_acquire(self, str what):

@@ -217,8 +217,12 @@ class Network:
 
     def reset_optimizer(self):
         """Forget the update rule's state: momentum velocities, Adam's moments and step
-        count (fit and train_step keep them otherwise)."""
-        self._state, self._state_kind, self._rule_steps = None, None, 0
+        count (fit and train_step keep them otherwise). Not while training (RuntimeError)."""
+        self._lock.train_acquire("reset_optimizer")
+        try:
+            self._state, self._state_kind, self._rule_steps = None, None, 0
+        finally:
+            self._lock.train_release()
 
     # -- the C side -----------------------------------------------------------------
     def _core_for(self, rows, n_threads=None):
@@ -244,6 +248,8 @@ class Network:
             beta1, beta2, eps = check_adam_settings((0.9, 0.999) if betas is None else betas,
                                                     1e-8 if eps is None else eps)
             check_representable(self.dtype, eps=eps)
+            if self.dtype.type(eps) == 0:   # 0 / (0 + eps) must stay 0 where g, m, v are
+                raise ValueError(f"eps = {eps!r} is 0 in {self.dtype.name}, the parameters' dtype")
             kind = _core.RULE_ADAMW if optimizer == "adamw" else _core.RULE_ADAM
             return UpdateRule(kind, lr, 0.0, False, weight_decay, beta1, beta2, eps)
         if betas is not None or eps is not None:
@@ -356,8 +362,7 @@ class Network:
                         restore.take(trainer)
                     with self._lock.writing:  # inference waits for whole updates
                         core.run(trainer, RUN_SECONDS)   # Ctrl-C surfaces between these calls
-                    if trainer.status == STATUS_NONFINITE_WEIGHTS:
-                        with self._lock.writing:
+                        if trainer.status == STATUS_NONFINITE_WEIGHTS:  # before anyone reads them
                             restore.replay_to_last_finite_step(core, trainer)
                     self._raise_if_diverged(trainer, epoch)
                     if callback is not None and not trainer.epoch_done:
@@ -388,7 +393,8 @@ class Network:
         finally:
             hist.n_updates = trainer.step
             self.n_updates_ += trainer.step
-            self._rule_steps += trainer.step
+            if rule.kind != _core.RULE_SGD:   # Adam's count: the steps its moments saw
+                self._rule_steps += trainer.step
             self._shuffle_state = trainer.rng
         return hist
 
@@ -421,12 +427,14 @@ class Network:
         Adam's moments and step count) persists across calls."""
         lock = self._lock
         lock.train_acquire("train_step")
-        lock.write_acquire()
         try:
-            return self._train_step_locked(X, y, lr, momentum, nesterov, weight_decay, n_threads,
-                                           optimizer, betas, eps)
+            lock.write_acquire()
+            try:
+                return self._train_step_locked(X, y, lr, momentum, nesterov, weight_decay,
+                                               n_threads, optimizer, betas, eps)
+            finally:
+                lock.write_release()
         finally:
-            lock.write_release()
             lock.train_release()
 
     def _train_step_locked(self, X, y, lr, momentum, nesterov, weight_decay, n_threads, optimizer,
@@ -453,7 +461,8 @@ class Network:
         if trainer.status != STATUS_OK:
             self._raise_if_diverged(trainer, 0, restored=False)
         self.n_updates_ += 1
-        self._rule_steps += 1
+        if optimizer in ("adam", "adamw"):
+            self._rule_steps += 1
         return loss
 
     def profile(self, X, y, batch_size=32, steps=None, lr=0.01, momentum=0.0, n_threads=None):

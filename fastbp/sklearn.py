@@ -103,8 +103,8 @@ def _result_dtype(X):
 
 
 def _network_state(net):
-    """Everything needed to rebuild `net` exactly (Network itself does not pickle:
-    its C view cannot be)."""
+    """Everything needed to rebuild `net` exactly, as plain arrays and numbers: a pickled
+    estimator then does not depend on how Network lays out its memory."""
     return {"layer_sizes": net.layer_sizes, "activations": net.activations, "loss": net.loss,
             "dtype": net.dtype.name, "weights": [w.copy() for w in net.weights],
             "biases": [b.copy() for b in net.biases],
@@ -122,6 +122,11 @@ def _network_from_state(state):
         net._state[...] = state["optimizer_state"]
         net._state_kind = state.get("optimizer_state_kind", "velocity")
         net._rule_steps = state.get("rule_steps", 0)
+    elif state.get("velocity") is not None:   # pickled by fastbp before the flat layout
+        net._state, net._state_kind = net._layout.zeros(1), "velocity"
+        for views, arrays in zip(net._layout.views(net._state[0]), state["velocity"]):
+            for view, array in zip(views, arrays):
+                view[...] = array
     if state.get("shuffle_state") is not None:
         net._shuffle_state = state["shuffle_state"]
     return net

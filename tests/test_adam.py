@@ -158,7 +158,26 @@ def test_reset_optimizer_starts_adam_afresh_and_a_rule_change_replaces_the_state
         np.testing.assert_array_equal(p, q)
     net.train_step(X, y, lr=0.05, momentum=0.9)   # SGD with momentum: a velocity, not moments
     assert net._state_kind == "velocity" and net._state.shape[0] == 1
-    assert net._rule_steps == 1
+    assert net._rule_steps == 0
+
+
+def test_plain_sgd_steps_between_adam_steps_do_not_count_as_adam_steps():
+    sizes = [6, 5, 3]
+    X, y = random_problem(sizes, "cross_entropy", 10, "float64", seed=7)
+    net = make_net(sizes, seed=2)
+    net.train_step(X, y, lr=0.05, optimizer="adam")
+    net.fit(X, y, lr=0.05, epochs=2, batch_size=5)          # plain SGD: no state of its own
+    net.train_step(X, y, lr=0.05)
+    assert net._rule_steps == 1 and net._state_kind == "moments"
+    m = net._state.copy()
+    ref = reference.ReferenceNetwork(net.weights, net.biases, net.activations, net.loss)
+    ref.m = [a.copy() for a in sum(net._layout.views(m[0]), [])]
+    ref.v = [a.copy() for a in sum(net._layout.views(m[1]), [])]
+    ref.adam_steps = 1
+    net.train_step(X, y, lr=0.05, optimizer="adam")          # Adam's step 2, not 6
+    ref.adam_step(X, y, 0.05)
+    for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
+        assert_close(a, b)
 
 
 def test_adam_update_rejects_bad_arrays_and_settings():

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -225,3 +226,47 @@ def test_a_child_forked_after_threads_ran_trains_and_predicts(tmp_path):
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "children trained" in result.stdout
+
+
+def test_predictions_get_their_turn_within_a_long_fit():
+    # fit asks for the weights again right after each ~50 ms of updates; a release must
+    # hand the turn to the readers that waited, or they wait until the fit ends.
+    X, y = problem(n=60_000)
+    net = fastbp.Network([784, 96, 10], seed=5, n_threads=1)
+    fit_done, answered_during_fit = threading.Event(), []
+
+    def reader():
+        for _ in range(5):
+            net.predict_proba(X[:10])
+            answered_during_fit.append(not fit_done.is_set())
+
+    t = threading.Thread(target=reader)
+    fit_thread = threading.Thread(target=lambda: (net.fit(X, y, epochs=2, batch_size=1),
+                                                  fit_done.set()))
+    fit_thread.start()
+    while net._core is None or net._core.max_batch != 1:   # the fit's C view: it is under way
+        time.sleep(0.001)
+    t.start()
+    t.join(timeout=300)
+    fit_thread.join(timeout=300)
+    assert answered_during_fit == [True] * 5, "predictions waited for the whole fit"
+
+
+def test_an_interrupted_wait_for_the_weights_leaves_the_network_usable():
+    import signal
+    lock = _core.ParameterLock()
+    lock.write_acquire()            # a training update under way
+    main = threading.main_thread().ident
+
+    def interrupt_soon():           # Ctrl-C: a real SIGINT wakes the waiting acquire
+        time.sleep(0.2)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=interrupt_soon).start()
+    with pytest.raises(KeyboardInterrupt):
+        lock.read_acquire()         # waits, and is interrupted
+    lock.write_release()
+    with lock.reading:              # nobody is left counted or waiting
+        pass
+    lock.write_acquire()
+    lock.write_release()

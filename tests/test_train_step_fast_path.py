@@ -76,10 +76,10 @@ def test_fast_path_0d_y_does_not_crash(tmp_path):
 
 
 def test_reset_optimizer_is_seen_by_the_fast_path():
-    # reset_optimizer only sets Network._velocity = None; the cached CoreNet still
-    # points at the old velocity arrays, and try_train_step (momentum > 0 and
-    # net.vW != NULL) keeps using them: the step after a reset continues the old
-    # momentum instead of starting from zero velocity.
+    # reset_optimizer only drops Network._state; the cached CoreNet still points at the
+    # old velocity, and try_train_step (momentum > 0 and a state set) would keep using
+    # it: the step after a reset would continue the old momentum instead of starting
+    # from zero velocity.
     rng = np.random.default_rng(0)
     X = rng.standard_normal((4, 5))
     y = np.array([0, 2, 1, 2])
