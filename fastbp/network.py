@@ -426,44 +426,41 @@ class Network:
         "adam" or "adamw", with the settings fit takes. The rule's state (velocities,
         Adam's moments and step count) persists across calls."""
         lock = self._lock
-        lock.train_acquire("train_step")
+        lock.step_acquire()   # one training call at a time, and the write turn
         try:
-            lock.write_acquire()
-            try:
-                return self._train_step_locked(X, y, lr, momentum, nesterov, weight_decay,
-                                               n_threads, optimizer, betas, eps)
-            finally:
-                lock.write_release()
+            core, trainer = self._core, _core.Trainer()
+            wanted = self.n_threads if n_threads is None else n_threads
+            loss = None
+            if optimizer == "sgd" and betas is None and eps is None and core is not None and \
+                    type(wanted) is int and core.n_threads == wanted and \
+                    (core.state is None or core.state is self._state):
+                # The common case (arrays and settings as C takes them, the core set up by
+                # the last call with this network's velocities) is checked in C: a few
+                # microseconds instead of a few tens.
+                loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov)
+            if loss is None:
+                loss = self._train_step_checked(trainer, X, y, lr, momentum, nesterov, weight_decay,
+                                                n_threads, optimizer, betas, eps)
         finally:
-            lock.train_release()
-
-    def _train_step_locked(self, X, y, lr, momentum, nesterov, weight_decay, n_threads, optimizer,
-                           betas, eps):
-        core, trainer = self._core, _core.Trainer()
-        wanted = self.n_threads if n_threads is None else n_threads
-        loss = None
-        if optimizer == "sgd" and betas is None and eps is None and core is not None and \
-                type(wanted) is int and core.n_threads == wanted and \
-                (core.state is None or core.state is self._state):
-            # The common case (arrays and settings as C takes them, the core set up by
-            # the last call with this network's velocities) is checked in C: a few
-            # microseconds instead of a few tens.
-            loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov)
-        if loss is None:
-            rule = self._rule("sgd" if optimizer == "gd" else optimizer, lr, momentum, nesterov,
-                              weight_decay, betas, eps)
-            n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
-            X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
-            core = self._core_for(len(X), n_threads)
-            self._use_state(core, rule)
-            rule.set_on(trainer, rule.lr, 0.0, 0, self._rule_steps)
-            loss = core.train_batch(trainer, X, labels, targets)
+            lock.step_release()
         if trainer.status != STATUS_OK:
             self._raise_if_diverged(trainer, 0, restored=False)
         self.n_updates_ += 1
         if optimizer in ("adam", "adamw"):
             self._rule_steps += 1
         return loss
+
+    def _train_step_checked(self, trainer, X, y, lr, momentum, nesterov, weight_decay, n_threads,
+                            optimizer, betas, eps):
+        """train_step with every argument checked and converted: its loss."""
+        rule = self._rule("sgd" if optimizer == "gd" else optimizer, lr, momentum, nesterov,
+                          weight_decay, betas, eps)
+        n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
+        X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
+        core = self._core_for(len(X), n_threads)
+        self._use_state(core, rule)
+        rule.set_on(trainer, rule.lr, 0.0, 0, self._rule_steps)
+        return core.train_batch(trainer, X, labels, targets)
 
     def profile(self, X, y, batch_size=32, steps=None, lr=0.01, momentum=0.0, n_threads=None):
         """Time `steps` SGD updates of `batch_size` samples drawn (shuffled) from X, y,
