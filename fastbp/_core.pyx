@@ -175,9 +175,10 @@ cdef class CoreNet:
             self.c_acts[l] = activations[l]
         # C writes each layer's values at its offsets: they must lie inside the arrays,
         # apart, the weights below n_weights and the biases above.
+        offsets = list(layout.w_offset) + list(layout.b_offset)
         for l in range(2 * L):
             size = self.sizes[l % L] * self.sizes[l % L + 1] if l < L else self.sizes[l % L + 1]
-            self.c_offsets[l] = (layout.w_offset + layout.b_offset)[l]
+            self.c_offsets[l] = offsets[l]
             if self.c_offsets[l] < end or self.c_offsets[l] + size > (n_weights if l < L else n_params):
                 raise ValueError(f"internal: the parameter layout overlaps or overflows at {l}")
             end = n_weights if l == L - 1 else self.c_offsets[l] + size

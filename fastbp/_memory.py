@@ -63,6 +63,12 @@ class ParamLayout:
         """(rows, n_params) zeros, every row on a cache line: that many flat arrays."""
         return aligned_zeros((rows, self.n_params), self.dtype)
 
+    def copy(self, flat):
+        """A copy of (rows, n_params) flat arrays (a pickled or saved state), aligned."""
+        out = self.zeros(len(flat))
+        out[...] = flat
+        return out
+
     def views(self, flat):
         """The per-layer arrays in one flat array: (weights, biases), two lists of views."""
         weights = [flat[o:o + w[0] * w[1]].reshape(w) for o, (w, _) in zip(self.w_offset, self.shapes)]

@@ -259,10 +259,9 @@ def cmd_train(args, out):
 
     # The schedule watches the validation loss if there is a validation split, else
     # the training loss: the test set never steers training.
+    # ADAM_DEFAULTS fills these in for Adam; given with SGD, fit names them as Adam's.
     adam = {} if s["beta1"] is None and s["beta2"] is None and s["eps"] is None else \
-        {"betas": (0.9 if s["beta1"] is None else s["beta1"],
-                   0.999 if s["beta2"] is None else s["beta2"]),
-         "eps": 1e-8 if s["eps"] is None else s["eps"]}
+        {"betas": (s["beta1"], s["beta2"]), "eps": s["eps"]}
     hist = net.fit(X, y, optimizer=s["optimizer"], lr=s["lr"], batch_size=s["batch_size"], **adam,
                    epochs=s["epochs"], momentum=s["momentum"], nesterov=s["nesterov"],
                    weight_decay=s["weight_decay"], schedule=s["schedule"], tol=s["tol"],

@@ -595,8 +595,7 @@ class Network:
         self._params[...] = params
         self._weights, self._biases = self._layout.views(self._params)
         if saved_state is not None:
-            self._state = self._layout.zeros(len(saved_state))
-            self._state[...] = saved_state
+            self._state = self._layout.copy(saved_state)
         self._core = None
         self._lock = _core.ParameterLock()
 

@@ -118,8 +118,7 @@ def _network_from_state(state):
                   loss=state["loss"], dtype=state["dtype"])
     net.set_weights(state["weights"], state["biases"])
     if state.get("optimizer_state") is not None:
-        net._state = net._layout.zeros(len(state["optimizer_state"]))
-        net._state[...] = state["optimizer_state"]
+        net._state = net._layout.copy(state["optimizer_state"])
         net._state_kind = state.get("optimizer_state_kind", "velocity")
         net._rule_steps = state.get("rule_steps", 0)
     elif state.get("velocity") is not None:   # pickled by fastbp before the flat layout
