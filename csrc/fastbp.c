@@ -18,8 +18,9 @@ typedef struct {
     size_t (*work_bytes)(const fbp_net *);
     long (*train_run)(const fbp_net *, fbp_train *, double);
     double (*train_batch)(const fbp_net *, fbp_train *, const void *, long, const int32_t *,
-                          const void *);
-    double (*gradients)(const fbp_net *, const void *, long, const int32_t *, const void *);
+                          const void *, const void *);
+    double (*gradients)(const fbp_net *, const void *, long, const int32_t *, const void *,
+                        const void *);
     void (*predict)(const fbp_net *, const void *, long, void *);
     double (*evaluate)(const fbp_net *, const void *, long, const int32_t *, const void *, long *);
     int (*update)(const fbp_update_settings *, void *, const void *, void *, void *, long);
@@ -29,9 +30,9 @@ typedef struct {
     size_t fbp_work_bytes_##dt##_##isa(const fbp_net *);                                       \
     long fbp_train_run_##dt##_##isa(const fbp_net *, fbp_train *, double);                      \
     double fbp_train_batch_##dt##_##isa(const fbp_net *, fbp_train *, const void *, long,       \
-                                        const int32_t *, const void *);                         \
+                                        const int32_t *, const void *, const void *);           \
     double fbp_gradients_##dt##_##isa(const fbp_net *, const void *, long, const int32_t *,     \
-                                      const void *);                                            \
+                                      const void *, const void *);                              \
     void fbp_predict_##dt##_##isa(const fbp_net *, const void *, long, void *);                 \
     double fbp_evaluate_##dt##_##isa(const fbp_net *, const void *, long, const int32_t *,      \
                                      const void *, long *);                                     \
@@ -168,15 +169,15 @@ long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds)
 }
 
 double fbp_train_batch(const fbp_net *net, fbp_train *t, const void *X, long n,
-                       const int32_t *labels, const void *targets)
+                       const int32_t *labels, const void *targets, const void *weights)
 {
-    return build_for(net->dtype)->train_batch(net, t, X, n, labels, targets);
+    return build_for(net->dtype)->train_batch(net, t, X, n, labels, targets, weights);
 }
 
 double fbp_gradients(const fbp_net *net, const void *X, long n, const int32_t *labels,
-                     const void *targets)
+                     const void *targets, const void *weights)
 {
-    return build_for(net->dtype)->gradients(net, X, n, labels, targets);
+    return build_for(net->dtype)->gradients(net, X, n, labels, targets, weights);
 }
 
 void fbp_predict(const fbp_net *net, const void *X, long n, void *out)
@@ -308,6 +309,7 @@ void fbp_epoch_begin(fbp_train *t)
     t->pos = 0;
     t->loss_sum = 0;
     t->n_seen = 0;
+    t->weight_seen = 0;
     t->step_rows = 0;
     t->step_loss = 0;
 }

@@ -22,9 +22,13 @@ enum fbp_dtype { FBP_FLOAT32 = 0, FBP_FLOAT64 = 1 };
 /* Hidden activations; the output layer uses FBP_IDENTITY and the loss adds softmax. */
 enum fbp_activation { FBP_IDENTITY = 0, FBP_RELU = 1, FBP_SIGMOID = 2, FBP_TANH = 3 };
 
-/* Cross-entropy: softmax output, integer labels, mean over the batch.
- * MSE: identity output, mean over samples and outputs of (yhat - y)^2. */
-enum fbp_loss { FBP_CROSS_ENTROPY = 0, FBP_MSE = 1 };
+/* Each loss is a per-sample loss C_i, averaged over a batch (weighted by the sample
+ * weights when there are some); csrc/loss.inc has the formulas.
+ * Cross-entropy: softmax output, integer labels.
+ * MSE: identity output, the mean over the outputs of (yhat - y)^2.
+ * Binary cross-entropy: a sigmoid per output, targets in [0, 1], summed over outputs.
+ * Poisson: exp outputs (the predicted means), targets >= 0, e^z - y z summed over outputs. */
+enum fbp_loss { FBP_CROSS_ENTROPY = 0, FBP_MSE = 1, FBP_BINARY_CROSS_ENTROPY = 2, FBP_POISSON = 3 };
 
 enum fbp_status {
     FBP_OK = 0,
@@ -33,10 +37,12 @@ enum fbp_status {
 };
 
 /* What turns a gradient into an update (csrc/optim.inc has the formulas). SGD keeps
- * its momentum velocity in state[0] (none without momentum); Adam and AdamW keep the
- * moments m and v in state[0] and state[1]. FBP_RULE_TEST_RMS, testing only, is a
- * rule of two state arrays that no kernel knows about. */
-enum fbp_rule { FBP_RULE_SGD = 0, FBP_RULE_TEST_RMS = 1, FBP_RULE_ADAM = 2, FBP_RULE_ADAMW = 3 };
+ * its momentum velocity in state[0] (none without momentum); Adam, AdamW and
+ * scikit-learn's Adam keep the moments m and v in state[0] and state[1].
+ * FBP_RULE_TEST_RMS, testing only, is a rule of two state arrays that no kernel knows
+ * about. */
+enum fbp_rule { FBP_RULE_SGD = 0, FBP_RULE_TEST_RMS = 1, FBP_RULE_ADAM = 2, FBP_RULE_ADAMW = 3,
+                FBP_RULE_ADAM_SKLEARN = 4 };
 
 /* Code paths, for fbp_set_isa / fbp_get_isa. */
 enum fbp_isa { FBP_ISA_GENERIC = 0, FBP_ISA_AVX2 = 1, FBP_ISA_AVX512 = 2 };
@@ -79,7 +85,9 @@ typedef struct {
     const void *X;            /* (n_samples, sizes[0]) */
     long n_samples;
     const int32_t *labels;    /* (n_samples,) cross-entropy labels, or NULL */
-    const void *targets;      /* (n_samples, sizes[L]) MSE targets, or NULL */
+    const void *targets;      /* (n_samples, sizes[L]) the other losses' targets, or NULL */
+    const void *weights;      /* (n_samples,) sample weights >= 0, or NULL (all 1): a batch's
+                                 loss is Σ s_i C_i / Σ s_i over its samples */
     int64_t *order;           /* (n_samples,) sample order of the epoch, written by C */
     long batch_size;          /* samples per update; n_samples means full-batch GD */
     int shuffle;              /* reshuffle order at the start of each epoch */
@@ -94,12 +102,13 @@ typedef struct {
     long step;                /* updates done so far, over all epochs */
     long max_steps;           /* stop once step reaches this (0: no limit) */
     long pos;                 /* next position in order within the epoch */
-    double loss_sum;          /* sum of per-sample losses over the epoch so far */
+    double loss_sum;          /* sum of per-sample losses over the epoch so far (weighted) */
     long n_seen;              /* samples seen in the epoch so far */
+    double weight_seen;       /* and their summed weights (n_seen without weights) */
     long step_rows;           /* a step of several chunks (more than max_batch samples) that
                                  fbp_train_run paused at its time limit: the rows of it whose
                                  gradients net->grads holds (0: no step under way) */
-    double step_loss;         /* and their summed loss */
+    double step_loss;         /* and their summed (weighted) loss */
     double last_lr;           /* learning rate of the last update */
     int status;               /* enum fbp_status */
     double pacing[4];         /* C's own between fbp_train_run calls (the thread count
@@ -122,23 +131,24 @@ void fbp_epoch_begin(fbp_train *t);
  * it; nothing else may use net->grads in between. */
 long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds);
 
-/* One update on the n rows of X (all of them, one batch): forward, backward,
- * SGD step. Returns the mean loss of the batch before the update; sets t->status.
- * Uses t's optimizer fields and step counter only. */
+/* One update on the n rows of X (all of them, one batch; weights as in fbp_train,
+ * or NULL): forward, backward, the rule's step. Returns the (weighted) mean loss of
+ * the batch before the update; sets t->status. Uses t's optimizer fields and step
+ * counter only. */
 double fbp_train_batch(const fbp_net *net, fbp_train *t, const void *X, long n,
-                       const int32_t *labels, const void *targets);
+                       const int32_t *labels, const void *targets, const void *weights);
 
-/* Gradients of the mean loss over the n rows of X into net->grads
- * (backpropagation only: the weights are not touched). Returns the mean loss. */
+/* Gradients of the (weighted) mean loss over the n rows of X into net->grads
+ * (backpropagation only: the weights are not touched). Returns that mean loss. */
 double fbp_gradients(const fbp_net *net, const void *X, long n,
-                     const int32_t *labels, const void *targets);
+                     const int32_t *labels, const void *targets, const void *weights);
 
 /* Network outputs for the n rows of X into out (n, sizes[L]): probabilities for
- * cross-entropy, raw outputs for MSE. */
+ * the cross-entropies, means for Poisson, raw outputs for MSE. */
 void fbp_predict(const fbp_net *net, const void *X, long n, void *out);
 
-/* Sum of per-sample losses over the n rows of X; for cross-entropy also the
- * number of correct argmax predictions in *n_correct. */
+/* Sum of per-sample losses over the n rows of X; for the cross-entropies also the
+ * number of correct predictions in *n_correct (binary: every output right). */
 double fbp_evaluate(const fbp_net *net, const void *X, long n,
                     const int32_t *labels, const void *targets, long *n_correct);
 

@@ -74,4 +74,5 @@ static inline double seconds_now(void)
 /* Math in the precision of real (expf for float, exp for double). */
 #define rexp(x) (sizeof(real) == 4 ? (real)expf((float)(x)) : (real)exp((double)(x)))
 #define rlog(x) (sizeof(real) == 4 ? (real)logf((float)(x)) : (real)log((double)(x)))
+#define rlog1p(x) (sizeof(real) == 4 ? (real)log1pf((float)(x)) : (real)log1p((double)(x)))
 #define rtanh(x) (sizeof(real) == 4 ? (real)tanhf((float)(x)) : (real)tanh((double)(x)))

@@ -23,6 +23,7 @@ RULE_SGD: Final[int]
 RULE_TEST_RMS: Final[int]
 RULE_ADAM: Final[int]
 RULE_ADAMW: Final[int]
+RULE_ADAM_SKLEARN: Final[int]
 ISA_NAMES: Final[dict[int, _IsaName]]
 
 class _BuildInfo(TypedDict):
@@ -73,14 +74,24 @@ class CoreNet:
     def profile_start(self) -> None: ...
     def profile_stop(self) -> _PhaseTimes: ...
     def gradients(
-        self, X: _Float, labels: _Labels | None, targets: _Float | None, grads: _Float
+        self,
+        X: _Float,
+        labels: _Labels | None,
+        targets: _Float | None,
+        grads: _Float,
+        weights: _Float | None = None,
     ) -> float: ...
     def predict(self, X: _Float, out: _Float) -> None: ...
     def evaluate(
         self, X: _Float, labels: _Labels | None, targets: _Float | None
     ) -> tuple[float, int]: ...
     def train_batch(
-        self, trainer: Trainer, X: _Float, labels: _Labels | None, targets: _Float | None
+        self,
+        trainer: Trainer,
+        X: _Float,
+        labels: _Labels | None,
+        targets: _Float | None,
+        weights: _Float | None = None,
     ) -> float: ...
     def try_train_step(
         self, trainer: Trainer, X: object, y: object, lr: object, momentum: object,
@@ -98,6 +109,7 @@ class Trainer:
         batch_size: int = 1,
         shuffle: bool = True,
         rng: int = 0,
+        weights: _Float | None = None,
     ) -> None: ...
     def set_optimizer(
         self,
@@ -112,8 +124,10 @@ class Trainer:
         eps: float = 1e-8,
         rule_steps: int = 0,
     ) -> None: ...
-    def position(self) -> tuple[int, int, float, int, float, int, float, int]: ...
-    def set_position(self, position: tuple[int, int, float, int, float, int, float, int]) -> None: ...
+    def position(self) -> tuple[int, int, float, int, float, float, int, float, int]: ...
+    def set_position(
+        self, position: tuple[int, int, float, int, float, float, int, float, int]
+    ) -> None: ...
     def set_max_steps(self, max_steps: int) -> None: ...
     def epoch_begin(self) -> None: ...
     @property

@@ -22,8 +22,8 @@ cdef extern from "fastbp.h" nogil:
     enum: FBP_FLOAT32, FBP_FLOAT64
     enum: FBP_OK, FBP_NONFINITE_LOSS, FBP_NONFINITE_WEIGHTS
     enum: FBP_ISA_GENERIC, FBP_ISA_AVX2, FBP_ISA_AVX512
-    enum: FBP_CROSS_ENTROPY, FBP_MSE
-    enum: FBP_RULE_SGD, FBP_RULE_TEST_RMS, FBP_RULE_ADAM, FBP_RULE_ADAMW
+    enum: FBP_CROSS_ENTROPY, FBP_MSE, FBP_BINARY_CROSS_ENTROPY, FBP_POISSON
+    enum: FBP_RULE_SGD, FBP_RULE_TEST_RMS, FBP_RULE_ADAM, FBP_RULE_ADAMW, FBP_RULE_ADAM_SKLEARN
     ctypedef struct fbp_profile:
         double gather, forward, backward, update
         long steps
@@ -49,6 +49,7 @@ cdef extern from "fastbp.h" nogil:
         long n_samples
         const int32_t *labels
         const void *targets
+        const void *weights
         int64_t *order
         long batch_size
         int shuffle
@@ -60,6 +61,7 @@ cdef extern from "fastbp.h" nogil:
         long step, max_steps, pos
         double loss_sum
         long n_seen
+        double weight_seen
         long step_rows
         double step_loss
         double last_lr
@@ -69,9 +71,9 @@ cdef extern from "fastbp.h" nogil:
     void fbp_epoch_begin(fbp_train *t)
     long fbp_train_run(const fbp_net *net, fbp_train *t, double max_seconds)
     double fbp_train_batch(const fbp_net *net, fbp_train *t, const void *X, long n,
-                           const int32_t *labels, const void *targets)
+                           const int32_t *labels, const void *targets, const void *weights)
     double fbp_gradients(const fbp_net *net, const void *X, long n,
-                         const int32_t *labels, const void *targets)
+                         const int32_t *labels, const void *targets, const void *weights)
     void fbp_predict(const fbp_net *net, const void *X, long n, void *out)
     double fbp_evaluate(const fbp_net *net, const void *X, long n, const int32_t *labels,
                         const void *targets, long *n_correct)
@@ -102,6 +104,7 @@ RULE_SGD = FBP_RULE_SGD
 RULE_TEST_RMS = FBP_RULE_TEST_RMS
 RULE_ADAM = FBP_RULE_ADAM
 RULE_ADAMW = FBP_RULE_ADAMW
+RULE_ADAM_SKLEARN = FBP_RULE_ADAM_SKLEARN
 ISA_NAMES = {FBP_ISA_GENERIC: "generic", FBP_ISA_AVX2: "avx2", FBP_ISA_AVX512: "avx512"}
 
 
@@ -220,7 +223,8 @@ cdef class CoreNet:
         csrc/optim.inc): two rows."""
         cdef int k, rows = 0 if state is None else state.shape[0]
         if rule == FBP_RULE_SGD and rows > 1 or rule != FBP_RULE_SGD and rows != 2 or \
-                rule not in (FBP_RULE_SGD, FBP_RULE_TEST_RMS, FBP_RULE_ADAM, FBP_RULE_ADAMW):
+                rule not in (FBP_RULE_SGD, FBP_RULE_TEST_RMS, FBP_RULE_ADAM, FBP_RULE_ADAMW,
+                             FBP_RULE_ADAM_SKLEARN):
             raise ValueError(f"internal: rule {rule} with {rows} state arrays")
         for k in range(2):
             self.net.state[k] = NULL if k >= rows else \
@@ -259,23 +263,29 @@ cdef class CoreNet:
             return NULL
         return rdata_of(targets, self.dtype, (n, self.n_out), "targets")
 
+    cdef const void *weights_ptr(self, weights, long n) except? NULL:
+        if weights is None:
+            return NULL
+        return rdata_of(weights, self.dtype, (n,), "sample_weight")
+
     # Inference: gradients, predict and evaluate only read the parameters, so any number
     # of threads may run them at once, each on a copy of the fbp_net with a work space
     # (and for gradients, an output array) of its own.
 
-    def gradients(self, object X, labels, targets, object grads):
+    def gradients(self, object X, labels, targets, object grads, weights=None):
         """Backpropagation over all rows of X into grads (laid out like self.grads);
-        the mean loss."""
+        the (weighted) mean loss."""
         cdef long n = X.shape[0]
         cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
         cdef const int32_t *lab = self.labels_ptr(labels, n)
         cdef const void *tgt = self.targets_ptr(targets, n)
+        cdef const void *wts = self.weights_ptr(weights, n)
         cdef double loss
         cdef fbp_net net = self.net
         net.grads = data_of(grads, self.dtype, (self.net.n_params,), "grads")
         work = self.take_work(&net)
         with nogil:
-            loss = fbp_gradients(&net, x, n, lab, tgt)
+            loss = fbp_gradients(&net, x, n, lab, tgt, wts)
         self.spare_work.append(work)
         return loss
 
@@ -305,15 +315,17 @@ cdef class CoreNet:
 
     # Training changes the parameters: one call at a time (Network serialises them).
 
-    def train_batch(self, Trainer trainer, object X, labels, targets):
-        """One update on all rows of X with trainer's optimizer settings; the mean loss."""
+    def train_batch(self, Trainer trainer, object X, labels, targets, weights=None):
+        """One update on all rows of X with trainer's optimizer settings; the (weighted)
+        mean loss."""
         cdef long n = X.shape[0]
         cdef const void *x = rdata_of(X, self.dtype, (n, self.n_in), "X")
         cdef const int32_t *lab = self.labels_ptr(labels, n)
         cdef const void *tgt = self.targets_ptr(targets, n)
+        cdef const void *wts = self.weights_ptr(weights, n)
         cdef double loss
         with nogil:
-            loss = fbp_train_batch(&self.net, &trainer.t, x, n, lab, tgt)
+            loss = fbp_train_batch(&self.net, &trainer.t, x, n, lab, tgt, wts)
         return loss
 
     def try_train_step(self, Trainer trainer, object X, object y, object lr, object momentum,
@@ -371,19 +383,21 @@ cdef class CoreNet:
                 copy[i] = (<int64_t *>cnp.PyArray_DATA(ya))[i] if is64 else \
                     (<int32_t *>cnp.PyArray_DATA(ya))[i]
             lab = copy
-        else:
+        elif self.net.loss == FBP_MSE:  # (the other losses' targets have ranges to check)
             if cnp.PyArray_NDIM(ya) != 2 or cnp.PyArray_TYPE(ya) != self.type_num or \
                     cnp.PyArray_DIM(ya, 1) != self.n_out:
                 return None
             tgt = cnp.PyArray_DATA(ya)
             if fbp_first_nonfinite(self.net.dtype, tgt, n * self.n_out, 1) >= 0:
                 return None
+        else:
+            return None
         if fbp_first_nonfinite(self.net.dtype, x, n * self.n_in, 1) >= 0:
             return None
         trainer.t.lr, trainer.t.decay, trainer.t.step = r, 0, 0
         trainer.t.momentum, trainer.t.weight_decay, trainer.t.nesterov = m, wd, nest
         with nogil:
-            loss = fbp_train_batch(&self.net, &trainer.t, x, n, lab, tgt)
+            loss = fbp_train_batch(&self.net, &trainer.t, x, n, lab, tgt, NULL)
         return loss
 
     def run(self, Trainer trainer, double max_seconds):
@@ -400,14 +414,15 @@ cdef class Trainer:
     """An fbp_train: the data of one fit (by reference), the optimizer settings and
     the position in the epoch. Holds references to the arrays it points into."""
     cdef fbp_train t
-    cdef object X, labels, targets, order
+    cdef object X, labels, targets, weights, order
 
     def __init__(self, X=None, labels=None, targets=None, long batch_size=1, bint shuffle=True,
-                 uint64_t rng=0):
+                 uint64_t rng=0, weights=None):
         cdef long n = 0 if X is None else X.shape[0]
         self.t.X = NULL
         self.t.labels = NULL
         self.t.targets = NULL
+        self.t.weights = NULL
         self.t.order = NULL
         self.t.n_samples = n
         if X is not None:
@@ -421,6 +436,9 @@ cdef class Trainer:
             if targets is not None:
                 self.targets = targets
                 self.t.targets = rdata_of(targets, X.dtype, (n, targets.shape[1]), "targets")
+            if weights is not None:
+                self.weights = weights
+                self.t.weights = rdata_of(weights, X.dtype, (n,), "sample_weight")
         self.t.batch_size = batch_size
         self.t.shuffle = shuffle
         self.t.rng = rng
@@ -435,6 +453,7 @@ cdef class Trainer:
         self.t.pos = n
         self.t.loss_sum = 0
         self.t.n_seen = 0
+        self.t.weight_seen = 0
         self.t.step_rows = 0
         self.t.step_loss = 0
         self.t.last_lr = 0
@@ -453,13 +472,13 @@ cdef class Trainer:
 
     def position(self):
         """Where the epoch is, for set_position: a tuple of plain numbers."""
-        return (self.t.pos, self.t.step, self.t.loss_sum, self.t.n_seen, self.t.last_lr,
-                self.t.step_rows, self.t.step_loss, self.t.status)
+        return (self.t.pos, self.t.step, self.t.loss_sum, self.t.n_seen, self.t.weight_seen,
+                self.t.last_lr, self.t.step_rows, self.t.step_loss, self.t.status)
 
     def set_position(self, tuple position):
         """Back to a position() of the same epoch (same order, same settings)."""
-        (self.t.pos, self.t.step, self.t.loss_sum, self.t.n_seen, self.t.last_lr,
-         self.t.step_rows, self.t.step_loss, self.t.status) = position
+        (self.t.pos, self.t.step, self.t.loss_sum, self.t.n_seen, self.t.weight_seen,
+         self.t.last_lr, self.t.step_rows, self.t.step_loss, self.t.status) = position
 
     def set_max_steps(self, long max_steps):
         """Stop after this many updates in total (0: no limit)."""
@@ -487,7 +506,7 @@ cdef class Trainer:
 
     @property
     def epoch_loss(self):
-        return self.t.loss_sum / self.t.n_seen if self.t.n_seen else float("nan")
+        return self.t.loss_sum / self.t.weight_seen if self.t.weight_seen > 0 else float("nan")
 
     @property
     def last_lr(self):

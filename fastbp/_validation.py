@@ -214,3 +214,42 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, dtype: Any, name: str 
     y = np.ascontiguousarray(y, dtype=dtype)
     _check_finite(name, y)
     return y
+
+
+def check_target_range(y: npt.NDArray[Any], loss: str, name: str = "y") -> None:
+    """The targets a loss is defined for: probabilities in [0, 1] for
+    binary_cross_entropy, counts or rates >= 0 for poisson."""
+    low, high, what = {"binary_cross_entropy": (0.0, 1.0, "in [0, 1] (probabilities)"),
+                       "poisson": (0.0, np.inf, ">= 0 (counts or rates)")}.get(loss, (None,) * 3)
+    if low is None:
+        return
+    bad = np.flatnonzero(((y < low) | (y > high)).any(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{name} must be {what} for loss={loss!r}; row {i} is "
+                         f"{short(y[i].tolist())} ({len(bad)} such rows)")
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int, dtype: Any,
+                        name: str = "sample_weight") -> npt.NDArray[Any] | None:
+    """Per-sample weights as a C-contiguous (n_samples,) array of dtype: finite, >= 0,
+    not all 0. None stays None (every sample weighs 1)."""
+    if sample_weight is None:
+        return None
+    w = as_array(sample_weight, name, "a 1-D array of weights, one per sample")
+    if w.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {w.shape}")
+    if len(w) != n_samples:
+        raise ValueError(f"len({name}) = {len(w)} but X has {n_samples} samples")
+    if not (np.issubdtype(w.dtype, np.number) or w.dtype == np.bool_) or \
+            np.issubdtype(w.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    _check_finite(name, w)
+    negative = np.flatnonzero(w < 0)
+    if len(negative):
+        raise ValueError(f"{name} must be >= 0; sample {int(negative[0])} weighs "
+                         f"{w[negative[0]]!r} ({len(negative)} negative weights)")
+    if not w.any():
+        raise ValueError(f"{name} is 0 for every sample: there is nothing to fit")
+    return w

@@ -18,13 +18,16 @@ import numpy.typing as npt
 from . import _core, io
 from ._memory import ParamLayout
 from ._validation import (as_array, check_adam_settings, check_choice, check_dtype, check_labels,
-                          check_representable,
-                          check_positive, check_sgd_settings, check_targets, check_X)
+                          check_positive, check_real, check_representable, check_sample_weight,
+                          check_sgd_settings, check_target_range, check_targets, check_X)
 from .optim import Schedule
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
-LOSSES = {"cross_entropy": 0, "mse": 1}
-OPTIMIZERS = ("sgd", "gd", "adam", "adamw")
+LOSSES = {"cross_entropy": 0, "mse": 1, "binary_cross_entropy": 2, "poisson": 3}
+CLASSIFIER_LOSSES = ("cross_entropy", "binary_cross_entropy")   # predict_proba, accuracy
+OPTIMIZERS = ("sgd", "gd", "adam", "adamw", "adam_sklearn", "lbfgs")
+ADAM_RULES = {"adam": _core.RULE_ADAM, "adamw": _core.RULE_ADAMW,
+              "adam_sklearn": _core.RULE_ADAM_SKLEARN}
 MAX_LAYERS = 64          # csrc/real.h FBP_MAX_LAYERS
 MAX_THREADS = 1024       # a sanity bound on n_threads (C runs at most 64 of them)
 CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-batch gradients
@@ -69,6 +72,7 @@ class History:
     lr: list[float] = field(default_factory=list)              # learning rate in force at each epoch's end
     n_updates: int = 0                                  # parameter updates in this fit
     stopped_early: bool = False
+    lbfgs: Any = None        # optimizer="lbfgs": scipy's OptimizeResult (fun, nit, nfev, status, message)
 
     @property
     def epochs(self) -> int:
@@ -102,9 +106,13 @@ class Network:
         Units per layer, input first: ``[784, 256, 10]`` is one hidden layer of 256.
     activation : str or sequence of str
         Hidden activation(s): "relu", "sigmoid", "tanh" or "identity".
-    loss : "cross_entropy" or "mse"
+    loss : "cross_entropy", "mse", "binary_cross_entropy" or "poisson"
         "cross_entropy": a classifier with softmax outputs and integer labels.
-        "mse": a regressor with identity outputs.
+        "mse": a regressor with identity outputs, the mean over outputs of (yhat - y)².
+        "binary_cross_entropy": a sigmoid per output (binary or multi-label
+        classification), targets in [0, 1], the per-output log losses summed.
+        "poisson": exp outputs (predicted means, log link), targets >= 0, the loss
+        Σ (yhat - y log yhat) over outputs (Poisson deviance up to a constant).
     dtype : "float32" or "float64"
     seed : int or None
         Seeds the initial weights (He-uniform for relu, Glorot-uniform otherwise,
@@ -237,11 +245,12 @@ class Network:
         return core
 
     def _rule(self, optimizer, lr, momentum, nesterov, weight_decay, betas, eps):
-        """The checked settings of the update rule `optimizer` names."""
+        """The checked settings of the update rule `optimizer` names (lbfgs: its weight
+        decay; the rest is refused)."""
         check_choice("optimizer", optimizer, OPTIMIZERS)
         lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
                                                                   nesterov, self.dtype)
-        if optimizer in ("adam", "adamw"):
+        if optimizer in ADAM_RULES:
             if momentum or nesterov:
                 raise ValueError(f"momentum and nesterov are SGD's; {optimizer} keeps moments "
                                  "of its own (set betas)")
@@ -250,11 +259,10 @@ class Network:
             check_representable(self.dtype, eps=eps)
             if self.dtype.type(eps) == 0:   # 0 / (0 + eps) must stay 0 where g, m, v are
                 raise ValueError(f"eps = {eps!r} is 0 in {self.dtype.name}, the parameters' dtype")
-            kind = _core.RULE_ADAMW if optimizer == "adamw" else _core.RULE_ADAM
-            return UpdateRule(kind, lr, 0.0, False, weight_decay, beta1, beta2, eps)
+            return UpdateRule(ADAM_RULES[optimizer], lr, 0.0, False, weight_decay, beta1, beta2, eps)
         if betas is not None or eps is not None:
             raise ValueError(f"betas and eps are Adam's; optimizer={optimizer!r} does not use "
-                             "them (optimizer='adam' or 'adamw')")
+                             "them (optimizer='adam', 'adamw' or 'adam_sklearn')")
         return UpdateRule(_core.RULE_SGD, lr, momentum, nesterov, weight_decay, 0.9, 0.999, 1e-8)
 
     def _use_state(self, core, rule):
@@ -277,7 +285,9 @@ class Network:
         yname = "y" if name == "X" else name.replace("X", "y")
         if self.loss == "cross_entropy":
             return X, check_labels(y, len(X), self.layer_sizes[-1], yname), None
-        return X, None, check_targets(y, len(X), self.layer_sizes[-1], self.dtype, yname)
+        targets = check_targets(y, len(X), self.layer_sizes[-1], self.dtype, yname)
+        check_target_range(targets, self.loss, yname)
+        return X, None, targets
 
     # -- training -------------------------------------------------------------------
     def fit(self, X: npt.ArrayLike, y: npt.ArrayLike, optimizer: str = "sgd", lr: float = 0.01,
@@ -288,7 +298,8 @@ class Network:
             verbose: bool = False, decay: float = 1e-4, step_size: int = 10, gamma: float = 0.1,
             n_threads: int | None = None,
             callback: Callable[[FitProgress], object] | None = None,
-            betas: tuple[float, float] | None = None, eps: float | None = None) -> History:
+            betas: tuple[float, float] | None = None, eps: float | None = None,
+            sample_weight: npt.ArrayLike | None = None, max_fun: int = 15000) -> History:
         """Train from the current weights; returns a `History`.
 
         optimizer="sgd" takes ``batch_size`` samples per update (1 is classic
@@ -298,8 +309,23 @@ class Network:
         optimizer="adam" and "adamw" take ``batch_size`` samples per update too, with
         PyTorch's Adam and AdamW rules (`fastbp.adam_update`; ``betas`` default
         (0.9, 0.999), ``eps`` 1e-8; momentum is SGD's and is refused with them).
-        The rule's state (velocities, or Adam's moments and step count) persists across
-        calls with the same rule (see `reset_optimizer`).
+        optimizer="adam_sklearn" is scikit-learn's Adam (eps added to the uncorrected
+        sqrt(v); what `fastbp.sklearn` trains with). The rule's state (velocities, or
+        Adam's moments and step count) persists across calls with the same rule (see
+        `reset_optimizer`).
+
+        optimizer="lbfgs" is full-batch L-BFGS (scipy.optimize.minimize, method
+        "L-BFGS-B", scipy needed) on the mean loss + weight_decay / 2 * Σ‖W‖²:
+        ``epochs`` is its iteration limit, ``max_fun`` its limit on loss evaluations,
+        ``tol`` its gtol (scipy's default when None); each evaluation is one C call over
+        all of X. History has the objective after each iteration and scipy's result in
+        ``history.lbfgs``; the weights are those of the last iteration (also after an
+        exception or Ctrl-C). It keeps no state between calls; lr, batch_size, shuffle,
+        the schedules and momentum/betas/eps do not apply to it.
+
+        ``sample_weight`` (n_samples,), >= 0: a batch's loss is Σ s_i C_i / Σ s_i over
+        its samples, so integer weights act as repeated samples; the History's losses
+        are weighted the same way.
 
         ``schedule`` sets lr_t (see `fastbp.optim.Schedule`: ``decay`` for
         "invscaling", ``step_size`` and ``gamma`` for "step"). The monitored loss is
@@ -319,14 +345,27 @@ class Network:
         the weights (and velocities) are those after the last finite update. Ctrl-C stops within about 50 ms with
         KeyboardInterrupt, the weights as after the last completed update.
         """
-        rule = self._rule(optimizer, lr, momentum, nesterov, weight_decay, betas, eps)
+        lbfgs = optimizer == "lbfgs"
+        if lbfgs:
+            if momentum or nesterov or betas is not None or eps is not None:
+                raise ValueError("momentum, nesterov, betas and eps belong to the step rules; "
+                                 "optimizer='lbfgs' does not use them")
+            if schedule != "constant":
+                raise ValueError(f"schedule={schedule!r}: optimizer='lbfgs' has no learning rate "
+                                 "to schedule")
+            max_fun = check_positive("max_fun", max_fun, integer=True)
+            if tol is not None:
+                tol = check_real("tol", tol, 0.0)
+        rule = self._rule("gd" if lbfgs else optimizer, lr, momentum, nesterov, weight_decay,
+                          betas, eps)
         lr = rule.lr
         batch_size = check_positive("batch_size", batch_size, integer=True)
         epochs = check_positive("epochs", epochs, integer=True)
-        sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma, tol=tol,
-                         n_iter_no_change=n_iter_no_change)
+        sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma,
+                         tol=None if lbfgs else tol, n_iter_no_change=n_iter_no_change)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
+        weights = check_sample_weight(sample_weight, len(X), self.dtype)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -335,19 +374,22 @@ class Network:
 
         self._lock.train_acquire("fit")
         try:
-            return self._fit_checked(X, labels, targets, optimizer, batch_size, epochs, sched,
-                                     rule, shuffle, val, verbose, n_threads, callback)
+            if lbfgs:
+                return self._fit_lbfgs(X, labels, targets, weights, rule.weight_decay, epochs,
+                                       max_fun, tol, val, verbose, n_threads, callback)
+            return self._fit_checked(X, labels, targets, weights, optimizer, batch_size, epochs,
+                                     sched, rule, shuffle, val, verbose, n_threads, callback)
         finally:
             self._lock.train_release()
 
-    def _fit_checked(self, X, labels, targets, optimizer, batch_size, epochs, sched, rule,
+    def _fit_checked(self, X, labels, targets, weights, optimizer, batch_size, epochs, sched, rule,
                      shuffle, val, verbose, n_threads, callback):
         n = len(X)
         batch = n if optimizer == "gd" else min(batch_size, n)
         core = self._core_for(batch, n_threads)
         self._use_state(core, rule)
         trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer != "gd",
-                                self._shuffle_state)
+                                self._shuffle_state, weights)
         hist = History()
         restore = _RestorePoint(self)
         try:
@@ -398,6 +440,75 @@ class Network:
             self._shuffle_state = trainer.rng
         return hist
 
+    def _fit_lbfgs(self, X, labels, targets, weights, weight_decay, max_iter, max_fun, tol, val,
+                   verbose, n_threads, callback):
+        """fit(optimizer="lbfgs"): scipy's L-BFGS-B over the flat parameter array (the
+        padding between layers has a zero gradient, so it stays zero and adds nothing
+        to scipy's dot products), one C backpropagation over all of X per evaluation."""
+        try:
+            from scipy.optimize import minimize
+        except ImportError:
+            raise ImportError("optimizer='lbfgs' needs scipy: pip install scipy "
+                              "(or pip install 'fastbp[lbfgs]')") from None
+        core = self._core_for(min(len(X), CHUNK_ROWS), n_threads)
+        n_weights = self._layout.n_weights
+        hist = History()
+        start = time.perf_counter()
+        last = [self._params.astype(np.float64)]   # the last iterate: what an exception leaves
+
+        def objective(theta):
+            with self._lock.writing:
+                self._params[...] = theta
+                loss = core.gradients(X, labels, targets, self._grads, weights)
+            grad = self._grads.astype(np.float64)
+            if weight_decay:
+                w = theta[:n_weights]
+                loss += 0.5 * weight_decay * float(np.dot(w, w))
+                grad[:n_weights] += weight_decay * w
+            return loss, grad
+
+        def after_iteration(intermediate_result):
+            last[0] = intermediate_result.x.copy()
+            hist.loss.append(float(intermediate_result.fun))
+            hist.epoch_seconds.append(time.perf_counter() - start)
+            if val is not None:
+                with self._lock.writing:
+                    self._params[...] = last[0]
+                scores = self._evaluate_checked(*val)
+                hist.val_loss.append(scores["loss"])
+                if "accuracy" in scores:
+                    hist.val_accuracy.append(scores["accuracy"])
+            if verbose:
+                extra = f", val_loss {hist.val_loss[-1]:.4f}" if val is not None else ""
+                print(f"iteration {hist.epochs}/{max_iter}: loss {hist.loss[-1]:.6g}{extra}",
+                      flush=True)
+            if callback is not None:
+                callback(FitProgress(hist.epochs, max_iter, len(X), len(X), hist.loss[-1],
+                                     hist.epoch_seconds[-1], True, hist))
+
+        options = {"maxiter": max_iter, "maxfun": max_fun}
+        if tol is not None:
+            options["gtol"] = tol
+        try:
+            result = minimize(objective, last[0], method="L-BFGS-B", jac=True,
+                              callback=after_iteration, options=options)
+        except BaseException:
+            with self._lock.writing:
+                self._params[...] = last[0]
+            raise
+        with self._lock.writing:
+            self._params[...] = result.x
+        if not np.isfinite(result.fun) or not np.isfinite(self._params).all():
+            with self._lock.writing:
+                self._params[...] = last[0]
+            raise FloatingPointError(
+                f"L-BFGS reached a NaN or inf loss after {result.nit} iterations; the weights "
+                "are those of the last iteration. Try scaling the inputs or a weight_decay.")
+        hist.lbfgs = result
+        hist.n_updates = int(result.nit)
+        self.n_updates_ += hist.n_updates
+        return hist
+
     def _raise_if_diverged(self, trainer, epoch, restored=True):
         """FloatingPointError for a trainer that stopped on a NaN/inf. restored: the
         weights are those of the last finite step (fit replays to it when an update
@@ -420,18 +531,19 @@ class Network:
                 "scaling the inputs.")
 
     def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, n_threads=None,
-                   optimizer="sgd", betas=None, eps=None):
+                   optimizer="sgd", betas=None, eps=None, sample_weight=None):
         """Exactly one update on exactly this batch (all rows of X); returns the batch's
-        mean loss before the update. optimizer: "sgd" (or "gd": the same for one batch),
-        "adam" or "adamw", with the settings fit takes. The rule's state (velocities,
-        Adam's moments and step count) persists across calls."""
+        (weighted) mean loss before the update. optimizer: "sgd" (or "gd": the same for
+        one batch), "adam", "adamw" or "adam_sklearn", with the settings fit takes. The
+        rule's state (velocities, Adam's moments and step count) persists across calls."""
         lock = self._lock
         lock.step_acquire()   # one training call at a time, and the write turn
         try:
             core, trainer = self._core, _core.Trainer()
             wanted = self.n_threads if n_threads is None else n_threads
             loss = None
-            if optimizer == "sgd" and betas is None and eps is None and core is not None and \
+            if optimizer == "sgd" and betas is None and eps is None and sample_weight is None and \
+                    core is not None and \
                     type(wanted) is int and core.n_threads == wanted and \
                     (core.state is None or core.state is self._state):
                 # The common case (arrays and settings as C takes them, the core set up by
@@ -440,27 +552,31 @@ class Network:
                 loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov)
             if loss is None:
                 loss = self._train_step_checked(trainer, X, y, lr, momentum, nesterov, weight_decay,
-                                                n_threads, optimizer, betas, eps)
+                                                n_threads, optimizer, betas, eps, sample_weight)
         finally:
             lock.step_release()
         if trainer.status != STATUS_OK:
             self._raise_if_diverged(trainer, 0, restored=False)
         self.n_updates_ += 1
-        if optimizer in ("adam", "adamw"):
+        if optimizer in ADAM_RULES:
             self._rule_steps += 1
         return loss
 
     def _train_step_checked(self, trainer, X, y, lr, momentum, nesterov, weight_decay, n_threads,
-                            optimizer, betas, eps):
+                            optimizer, betas, eps, sample_weight):
         """train_step with every argument checked and converted: its loss."""
+        if optimizer == "lbfgs":
+            raise ValueError("optimizer='lbfgs' is a full-batch method of many evaluations; "
+                             "train_step takes one step of a step rule (use fit)")
         rule = self._rule("sgd" if optimizer == "gd" else optimizer, lr, momentum, nesterov,
                           weight_decay, betas, eps)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
+        weights = check_sample_weight(sample_weight, len(X), self.dtype)
         core = self._core_for(len(X), n_threads)
         self._use_state(core, rule)
         rule.set_on(trainer, rule.lr, 0.0, 0, self._rule_steps)
-        return core.train_batch(trainer, X, labels, targets)
+        return core.train_batch(trainer, X, labels, targets, weights)
 
     def profile(self, X, y, batch_size=32, steps=None, lr=0.01, momentum=0.0, n_threads=None):
         """Time `steps` SGD updates of `batch_size` samples drawn (shuffled) from X, y,
@@ -535,14 +651,17 @@ class Network:
                 "code_path": _core.get_isa()}
 
     # -- backpropagation alone ------------------------------------------------------
-    def gradients(self, X: npt.ArrayLike, y: npt.ArrayLike) -> list[tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]]:
-        """Backpropagation only: the gradient of the mean loss over all of X, as a list
-        of (dW, db) per layer (new arrays). The weights are not touched."""
+    def gradients(self, X: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None
+                  ) -> list[tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]]:
+        """Backpropagation only: the gradient of the mean loss over all of X (weighted
+        by sample_weight, as in `fit`), as a list of (dW, db) per layer (new arrays).
+        The weights are not touched."""
         X, labels, targets = self._check_Xy(X, y)
+        weights = check_sample_weight(sample_weight, len(X), self.dtype)
         grads = self._layout.zeros(1)[0]
         core = self._core_for(len(X))
         with self._lock.reading:
-            core.gradients(X, labels, targets, grads)
+            core.gradients(X, labels, targets, grads, weights)
         return list(zip(*self._layout.views(grads)))
 
     # -- inference ------------------------------------------------------------------
@@ -555,20 +674,27 @@ class Network:
         return out
 
     def predict_proba(self, X: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
-        """Class probabilities (n, n_classes) of a cross_entropy network."""
-        if self.loss != "cross_entropy":
-            raise ValueError("predict_proba needs a cross_entropy network; use predict for mse")
+        """Probabilities (n, n_outputs): of each class (cross_entropy; rows sum to 1) or
+        of each output being 1 (binary_cross_entropy)."""
+        if self.loss not in CLASSIFIER_LOSSES:
+            raise ValueError(f"predict_proba needs a cross_entropy or binary_cross_entropy "
+                             f"network; this one's loss is {self.loss!r}: use predict")
         return self._outputs(X)
 
     def predict(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
-        """Class labels (cross_entropy) or outputs, (n,) for one output (mse)."""
+        """Class labels (cross_entropy); 0/1 per output (binary_cross_entropy: probability
+        above 1/2); the outputs (mse) or predicted means (poisson). For one output of
+        the last three, (n,) instead of (n, 1)."""
         out = self._outputs(X)
         if self.loss == "cross_entropy":
             return out.argmax(axis=1)
+        if self.loss == "binary_cross_entropy":
+            out = (out > 0.5).astype(np.int32)
         return out[:, 0] if out.shape[1] == 1 else out
 
     def evaluate(self, X: npt.ArrayLike, y: npt.ArrayLike) -> dict[str, float]:
-        """{"loss": mean loss, "accuracy": fraction correct (cross_entropy only)}."""
+        """{"loss": mean loss, "accuracy": fraction of samples predicted right (the
+        cross-entropies only; binary_cross_entropy: every output right)}."""
         return self._evaluate_checked(*self._check_Xy(X, y))
 
     def _evaluate_checked(self, X, labels, targets):
@@ -576,7 +702,7 @@ class Network:
         with self._lock.reading:
             total, correct = core.evaluate(X, labels, targets)
         scores = {"loss": total / len(X)}
-        if self.loss == "cross_entropy":
+        if self.loss in CLASSIFIER_LOSSES:
             scores["accuracy"] = correct / len(X)
         return scores
 
@@ -664,7 +790,7 @@ class _RestorePoint:
         while trainer.step < last_finite and trainer.status == STATUS_OK:
             core.run(trainer, RUN_SECONDS)
         trainer.set_max_steps(0)
-        trainer.set_position(trainer.position()[:7] + (STATUS_NONFINITE_WEIGHTS,))
+        trainer.set_position(trainer.position()[:-1] + (STATUS_NONFINITE_WEIGHTS,))
 
 
 def load(path: str | os.PathLike[str]) -> Network:
