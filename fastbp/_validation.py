@@ -244,7 +244,8 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: Any,
     if not (np.issubdtype(w.dtype, np.number) or w.dtype == np.bool_) or \
             np.issubdtype(w.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
-    w = np.ascontiguousarray(w, dtype=dtype)
+    with np.errstate(over="ignore"):   # a weight beyond dtype's range: inf, refused next
+        w = np.ascontiguousarray(w, dtype=dtype)
     _check_finite(name, w)
     negative = np.flatnonzero(w < 0)
     if len(negative):

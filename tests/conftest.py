@@ -73,17 +73,22 @@ def code_path(request):
 
 def random_problem(sizes, loss, n, dtype="float64", seed=0, zero_fraction=0.0):
     """Inputs X (n, sizes[0]) and matching y: integer labels for cross_entropy,
-    targets (n, sizes[-1]) for mse. With zero_fraction, that share of X's entries
-    is exactly 0 (the kernels skip zero inputs)."""
+    targets (n, sizes[-1]) for the other losses, in their ranges. With zero_fraction,
+    that share of X's entries is exactly 0 (the kernels skip zero inputs)."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, sizes[0]))
     if zero_fraction:
         X[rng.random(X.shape) < zero_fraction] = 0.0
     if loss == "cross_entropy":
-        y = rng.integers(0, sizes[-1], size=n)
+        return X.astype(dtype), rng.integers(0, sizes[-1], size=n)
+    if loss == "binary_cross_entropy":   # 0/1 labels, with some soft targets among them
+        y = (rng.random((n, sizes[-1])) < 0.4).astype(float)
+        y[rng.random(y.shape) < 0.2] = 0.3
+    elif loss == "poisson":              # counts
+        y = rng.poisson(1.5, (n, sizes[-1])).astype(float)
     else:
         y = rng.standard_normal((n, sizes[-1]))
-    return X.astype(dtype), (y if loss == "cross_entropy" else y.astype(dtype))
+    return X.astype(dtype), y.astype(dtype)
 
 
 def rows_away_from_relu_kinks(net, n, seed, margin=1e-3, dtype=None, oversample=4):

@@ -1,7 +1,8 @@
-"""Adam and AdamW (csrc/optim.inc, RULE_ADAM / RULE_ADAMW): the rule on any arrays
-(fastbp.adam_update) and inside training, at every kernel site that applies it, against
-the NumPy reference (fastbp.reference.adam_update, written out as PyTorch documents
-it) and, where torch is installed, against torch.optim.Adam and AdamW themselves."""
+"""Adam, AdamW and scikit-learn's Adam (csrc/optim.inc, RULE_ADAM / RULE_ADAMW /
+RULE_ADAM_SKLEARN): the rule on any arrays (fastbp.adam_update) and inside training, at
+every kernel site that applies it, against the NumPy reference (fastbp.reference,
+written out as PyTorch and scikit-learn document them) and against torch.optim.Adam,
+AdamW (where torch is installed) and scikit-learn's AdamOptimizer themselves."""
 import numpy as np
 import pytest
 
@@ -63,6 +64,43 @@ def test_adam_update_matches_pytorch(decoupled):
         np.testing.assert_allclose(param, tp.detach().numpy(), **TOL64)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sklearn_adam_rule_matches_scikit_learns_optimizer(dtype):
+    optimizers = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
+    rng = np.random.default_rng(3)
+    params = [rng.standard_normal((13, 7)).astype(dtype), rng.standard_normal(7).astype(dtype)]
+    ours = [p.copy() for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    theirs = optimizers.AdamOptimizer(params, learning_rate_init=0.02, beta_1=0.8, beta_2=0.99,
+                                      epsilon=1e-6)
+    for step in range(1, 7):
+        grads = [rng.standard_normal(p.shape).astype(dtype) for p in params]
+        for p, g, mi, vi in zip(ours, grads, m, v):
+            _core.update_raw(_core.RULE_ADAM_SKLEARN, p, g, mi, vi, 0.02, beta1=0.8, beta2=0.99,
+                             eps=1e-6, step=step)
+        theirs.update_params(params, grads)
+        for a, b in zip(ours, params):
+            if dtype == "float64":
+                np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
+            else:   # scikit-learn's step size is a float64 scalar: its float32 arithmetic differs
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_sklearn_adam_differs_from_pytorchs_where_the_issue_says():
+    # eps on the uncorrected sqrt(v): at step 1 PyTorch's step is lr g / (|g| + eps),
+    # scikit-learn's lr g / (|g| + eps / sqrt(1 - beta2)); with a large eps they part
+    g = np.array([1e-3])
+    steps = {}
+    for rule in (_core.RULE_ADAM, _core.RULE_ADAM_SKLEARN):
+        p, m, v = np.zeros(1), np.zeros(1), np.zeros(1)
+        _core.update_raw(rule, p, g, m, v, 1.0, beta1=0.9, beta2=0.999, eps=1e-3, step=1)
+        steps[rule] = -p[0]
+    assert steps[_core.RULE_ADAM] == pytest.approx(1e-3 / (1e-3 + 1e-3), rel=1e-12)
+    assert steps[_core.RULE_ADAM_SKLEARN] == pytest.approx(
+        np.sqrt(1 - 0.999) / (1 - 0.9) * 0.1 * 1e-3 / (np.sqrt(1 - 0.999) * 1e-3 + 1e-3), rel=1e-12)
+
+
 def train_both(sizes, batch, zero_fraction, optimizer, weight_decay, steps=3, n_threads=2, seed=0):
     net = make_net(sizes, "relu", "cross_entropy", "float64", seed=seed)
     ref = reference.ReferenceNetwork(net.weights, net.biases, net.activations, net.loss)
@@ -71,11 +109,12 @@ def train_both(sizes, batch, zero_fraction, optimizer, weight_decay, steps=3, n_
     for _ in range(steps):
         net.train_step(X, y, lr=0.01, weight_decay=weight_decay, optimizer=optimizer,
                        betas=(0.9, 0.99), eps=1e-6, n_threads=n_threads)
-        ref.adam_step(X, y, 0.01, (0.9, 0.99), 1e-6, weight_decay, optimizer == "adamw")
+        ref.adam_step(X, y, 0.01, (0.9, 0.99), 1e-6, weight_decay, optimizer == "adamw",
+                      sklearn=optimizer == "adam_sklearn")
     return net, ref
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "adam_sklearn"])
 @pytest.mark.parametrize("batch, zeros", SITES)
 def test_training_with_adam_matches_the_reference_at_every_site(code_path, optimizer, batch, zeros):
     net, ref = train_both(WIDE_ENOUGH_FOR_TWO_THREADS, batch, zeros, optimizer, 0.02)
@@ -87,7 +126,7 @@ def test_training_with_adam_matches_the_reference_at_every_site(code_path, optim
         assert_close(a, b, what=f"moment {i}")
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "adam_sklearn"])
 @pytest.mark.parametrize("batch, zeros", [(2, 0.0), (64, 0.5), (700, 0.0)])
 def test_adam_gives_the_same_bits_for_any_thread_count(optimizer, batch, zeros):
     nets = [train_both(WIDE_ENOUGH_FOR_TWO_THREADS, batch, zeros, optimizer, 0.02, n_threads=n)[0]

@@ -13,7 +13,7 @@ from conftest import (assert_params_equal, make_net, params_copy, random_problem
                       rows_away_from_relu_kinks)
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "mse", "binary_cross_entropy", "poisson")
 SIZES = [4, 6, 5, 3]
 
 
@@ -48,7 +48,11 @@ def planted_fault():
 def test_gradcheck_passes_on_correct_kernels(activation, loss, dtype):
     net = make_net(SIZES, activation, loss, dtype, seed=3)
     X, y = problem_for(net)
-    report = fastbp.gradcheck(net, X, y)
+    # Poisson's exp output has large third derivatives: float32's default step (1e-2)
+    # truncates the central difference by about eps² f'''(z) / 6, 2e-3 relative on
+    # relu's rows (measured); half the step keeps that and float32's rounding in tolerance.
+    eps = 5e-3 if loss == "poisson" and dtype == "float32" else None
+    report = fastbp.gradcheck(net, X, y, eps=eps)
     assert report.passed, str(report)
     assert len(report.checks) == 2 * net.n_layers
     assert [c.n_checked for c in report.checks] == [int(np.prod(c.shape)) for c in report.checks]

@@ -9,7 +9,7 @@ from conftest import (assert_params_equal, make_net, params_copy, random_problem
                       rows_away_from_relu_kinks)
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "mse", "binary_cross_entropy", "poisson")
 BATCH_SIZES = (1, 2, 7, 32, 257)
 HIDDEN_WIDTHS = (6, 5, 7, 4)       # small, so finite differences over every parameter stay cheap
 

@@ -125,3 +125,60 @@ def test_edited_weights_are_used_by_predict():
     np.testing.assert_array_equal(net.predict(X), np.full((5, 2), 2.5))
     net.biases[1][...] = -1.0
     np.testing.assert_array_equal(net.predict(X), np.full((5, 2), -1.0))
+
+
+@pytest.mark.parametrize("n", ROWS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_binary_cross_entropy_outputs_are_sigmoids_of_the_reference(n_out, dtype, n):
+    sizes = [9, 17, n_out]
+    net = make_net(sizes, "tanh", "binary_cross_entropy", dtype, seed=n)
+    X, y = random_problem(sizes, "binary_cross_entropy", n, dtype, seed=n + 1)
+    z = reference_outputs(net, X)
+    expected = 1 / (1 + np.exp(-z))
+    proba = net.predict_proba(X)
+    assert proba.shape == (n, n_out) and proba.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(proba, expected, **TOLERANCE[dtype])
+    labels = net.predict(X)
+    assert labels.shape == ((n,) if n_out == 1 else (n, n_out))
+    np.testing.assert_array_equal(labels.reshape(n, n_out), (proba > 0.5).astype(np.int32))
+    scores = net.evaluate(X, y)
+    losses = (np.logaddexp(0, z) - y * z).sum(axis=1)
+    assert scores["loss"] == pytest.approx(losses.mean(), rel=1e-4 if dtype == "float32" else 1e-10)
+    right = ((expected > 0.5) == (y > 0.5)).all(axis=1)
+    clear = (np.abs(expected - 0.5) > 1e-4).all(axis=1)
+    assert right[clear].sum() <= scores["accuracy"] * n <= right[clear].sum() + (~clear).sum()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_poisson_outputs_are_the_exp_of_the_reference(dtype):
+    sizes = [9, 17, 2]
+    net = make_net(sizes, "tanh", "poisson", dtype, seed=3)
+    X, y = random_problem(sizes, "poisson", 600, dtype, seed=4)
+    z = reference_outputs(net, X)
+    np.testing.assert_allclose(net.predict(X), np.exp(z), **TOLERANCE[dtype])
+    scores = net.evaluate(X, y)
+    assert "accuracy" not in scores
+    assert scores["loss"] == pytest.approx((np.exp(z) - y * z).sum(axis=1).mean(),
+                                           rel=1e-4 if dtype == "float32" else 1e-10)
+    with pytest.raises(ValueError, match="predict_proba needs"):
+        net.predict_proba(X)
+
+
+@pytest.mark.parametrize("loss, bad, message", [
+    ("binary_cross_entropy", 1.5, r"y must be in \[0, 1\] \(probabilities\) for loss='binary_cross_entropy'; row 2"),
+    ("binary_cross_entropy", -0.1, r"in \[0, 1\]"),
+    ("poisson", -1.0, r"y must be >= 0 \(counts or rates\) for loss='poisson'; row 2"),
+])
+def test_targets_outside_the_losss_range_are_refused(loss, bad, message):
+    net = make_net([3, 4, 2], "tanh", loss, "float64")
+    X, y = random_problem([3, 4, 2], loss, 5, seed=1)
+    y[2, 1] = bad
+    before = net._params.copy()
+    for call in (lambda: net.fit(X, y), lambda: net.train_step(X, y), lambda: net.evaluate(X, y),
+                 lambda: net.gradients(X, y)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    with pytest.raises(ValueError, match="y_val must be"):
+        net.fit(X[:2], y[:2], validation_data=(X, y))
+    np.testing.assert_array_equal(net._params, before)
