@@ -95,6 +95,9 @@ typedef struct {
     double lr;                /* learning rate of this epoch, before per-step decay */
     double decay;             /* invscaling: lr_t = lr / (1 + decay * step) */
     double momentum, weight_decay;
+    int decay_on_sum;         /* 1: weight_decay is an L2 penalty on a batch's summed loss
+                                 (scikit-learn's alpha), so each step's decay is weight_decay
+                                 / Σ s_i over its batch (its size without weights) */
     int nesterov;
     double beta1, beta2, eps; /* Adam's and AdamW's */
     long rule_steps;          /* updates the rule's state had seen before this fit (Adam's

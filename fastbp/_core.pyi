@@ -123,6 +123,7 @@ class Trainer:
         beta2: float = 0.999,
         eps: float = 1e-8,
         rule_steps: int = 0,
+        decay_on_sum: bool = False,
     ) -> None: ...
     def position(self) -> tuple[int, int, float, int, float, float, int, float, int]: ...
     def set_position(

@@ -55,6 +55,7 @@ cdef extern from "fastbp.h" nogil:
         int shuffle
         uint64_t rng
         double lr, decay, momentum, weight_decay
+        int decay_on_sum
         int nesterov
         double beta1, beta2, eps
         long rule_steps
@@ -446,6 +447,7 @@ cdef class Trainer:
         self.t.decay = 0
         self.t.momentum = 0
         self.t.weight_decay = 0
+        self.t.decay_on_sum = 0
         self.t.nesterov = 0
         self.t.beta1, self.t.beta2, self.t.eps, self.t.rule_steps = 0.9, 0.999, 1e-8, 0
         self.t.step = 0
@@ -462,12 +464,14 @@ cdef class Trainer:
 
     def set_optimizer(self, double lr, double decay, double momentum, double weight_decay,
                       bint nesterov, long step, double beta1=0.9, double beta2=0.999,
-                      double eps=1e-8, long rule_steps=0):
+                      double eps=1e-8, long rule_steps=0, bint decay_on_sum=False):
         """The rule's settings (the rule itself is the CoreNet's); step: updates so far
-        in this fit; rule_steps: updates the rule's state saw before it (Adam)."""
+        in this fit; rule_steps: updates the rule's state saw before it (Adam);
+        decay_on_sum: weight_decay penalises each batch's summed loss (fastbp.h)."""
         self.t.lr, self.t.decay = lr, decay
         self.t.momentum, self.t.weight_decay, self.t.nesterov = momentum, weight_decay, nesterov
         self.t.beta1, self.t.beta2, self.t.eps, self.t.rule_steps = beta1, beta2, eps, rule_steps
+        self.t.decay_on_sum = decay_on_sum
         self.t.step = step
 
     def position(self):

@@ -244,7 +244,7 @@ class Network:
                                               self._params, self._grads, rows, n_threads)
         return core
 
-    def _rule(self, optimizer, lr, momentum, nesterov, weight_decay, betas, eps):
+    def _rule(self, optimizer, lr, momentum, nesterov, weight_decay, betas, eps, decay_on_sum=False):
         """The checked settings of the update rule `optimizer` names (lbfgs: its weight
         decay; the rest is refused)."""
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -259,11 +259,13 @@ class Network:
             check_representable(self.dtype, eps=eps)
             if self.dtype.type(eps) == 0:   # 0 / (0 + eps) must stay 0 where g, m, v are
                 raise ValueError(f"eps = {eps!r} is 0 in {self.dtype.name}, the parameters' dtype")
-            return UpdateRule(ADAM_RULES[optimizer], lr, 0.0, False, weight_decay, beta1, beta2, eps)
+            return UpdateRule(ADAM_RULES[optimizer], lr, 0.0, False, weight_decay, beta1, beta2, eps,
+                              bool(decay_on_sum))
         if betas is not None or eps is not None:
             raise ValueError(f"betas and eps are Adam's; optimizer={optimizer!r} does not use "
                              "them (optimizer='adam', 'adamw' or 'adam_sklearn')")
-        return UpdateRule(_core.RULE_SGD, lr, momentum, nesterov, weight_decay, 0.9, 0.999, 1e-8)
+        return UpdateRule(_core.RULE_SGD, lr, momentum, nesterov, weight_decay, 0.9, 0.999, 1e-8,
+                          bool(decay_on_sum))
 
     def _use_state(self, core, rule):
         """Point core at the state rule needs: none for plain SGD, the velocity for SGD
@@ -299,7 +301,8 @@ class Network:
             n_threads: int | None = None,
             callback: Callable[[FitProgress], object] | None = None,
             betas: tuple[float, float] | None = None, eps: float | None = None,
-            sample_weight: npt.ArrayLike | None = None, max_fun: int = 15000) -> History:
+            sample_weight: npt.ArrayLike | None = None, max_fun: int = 15000,
+            decay_on_sum: bool = False) -> History:
         """Train from the current weights; returns a `History`.
 
         optimizer="sgd" takes ``batch_size`` samples per update (1 is classic
@@ -326,6 +329,12 @@ class Network:
         ``sample_weight`` (n_samples,), >= 0: a batch's loss is Σ s_i C_i / Σ s_i over
         its samples, so integer weights act as repeated samples; the History's losses
         are weighted the same way.
+
+        ``decay_on_sum=True`` makes weight_decay the coefficient of an L2 penalty
+        weight_decay / 2 * Σ‖W‖² on each batch's summed loss instead of its mean
+        (scikit-learn's alpha): each update's decay is weight_decay / Σ s_i over its
+        batch (its size without sample weights), so a smaller last batch is decayed
+        more, as in scikit-learn.
 
         ``schedule`` sets lr_t (see `fastbp.optim.Schedule`: ``decay`` for
         "invscaling", ``step_size`` and ``gamma`` for "step"). The monitored loss is
@@ -357,7 +366,7 @@ class Network:
             if tol is not None:
                 tol = check_real("tol", tol, 0.0)
         rule = self._rule("gd" if lbfgs else optimizer, lr, momentum, nesterov, weight_decay,
-                          betas, eps)
+                          betas, eps, decay_on_sum)
         lr = rule.lr
         batch_size = check_positive("batch_size", batch_size, integer=True)
         epochs = check_positive("epochs", epochs, integer=True)
@@ -375,7 +384,10 @@ class Network:
         self._lock.train_acquire("fit")
         try:
             if lbfgs:
-                return self._fit_lbfgs(X, labels, targets, weights, rule.weight_decay, epochs,
+                decay = rule.weight_decay
+                if decay_on_sum:   # one batch: all of X
+                    decay /= len(X) if weights is None else float(weights.sum(dtype=np.float64))
+                return self._fit_lbfgs(X, labels, targets, weights, decay, epochs,
                                        max_fun, tol, val, verbose, n_threads, callback)
             return self._fit_checked(X, labels, targets, weights, optimizer, batch_size, epochs,
                                      sched, rule, shuffle, val, verbose, n_threads, callback)
@@ -531,7 +543,7 @@ class Network:
                 "scaling the inputs.")
 
     def train_step(self, X, y, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, n_threads=None,
-                   optimizer="sgd", betas=None, eps=None, sample_weight=None):
+                   optimizer="sgd", betas=None, eps=None, sample_weight=None, decay_on_sum=False):
         """Exactly one update on exactly this batch (all rows of X); returns the batch's
         (weighted) mean loss before the update. optimizer: "sgd" (or "gd": the same for
         one batch), "adam", "adamw" or "adam_sklearn", with the settings fit takes. The
@@ -543,6 +555,7 @@ class Network:
             wanted = self.n_threads if n_threads is None else n_threads
             loss = None
             if optimizer == "sgd" and betas is None and eps is None and sample_weight is None and \
+                    decay_on_sum is False and \
                     core is not None and \
                     type(wanted) is int and core.n_threads == wanted and \
                     (core.state is None or core.state is self._state):
@@ -552,7 +565,8 @@ class Network:
                 loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov)
             if loss is None:
                 loss = self._train_step_checked(trainer, X, y, lr, momentum, nesterov, weight_decay,
-                                                n_threads, optimizer, betas, eps, sample_weight)
+                                                n_threads, optimizer, betas, eps, sample_weight,
+                                                decay_on_sum)
         finally:
             lock.step_release()
         if trainer.status != STATUS_OK:
@@ -563,13 +577,13 @@ class Network:
         return loss
 
     def _train_step_checked(self, trainer, X, y, lr, momentum, nesterov, weight_decay, n_threads,
-                            optimizer, betas, eps, sample_weight):
+                            optimizer, betas, eps, sample_weight, decay_on_sum):
         """train_step with every argument checked and converted: its loss."""
         if optimizer == "lbfgs":
             raise ValueError("optimizer='lbfgs' is a full-batch method of many evaluations; "
                              "train_step takes one step of a step rule (use fit)")
         rule = self._rule("sgd" if optimizer == "gd" else optimizer, lr, momentum, nesterov,
-                          weight_decay, betas, eps)
+                          weight_decay, betas, eps, decay_on_sum)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
         weights = check_sample_weight(sample_weight, len(X), self.dtype)
@@ -746,11 +760,12 @@ class UpdateRule:
     beta1: float
     beta2: float
     eps: float
+    decay_on_sum: bool = False   # weight_decay penalises each batch's summed loss
 
     def set_on(self, trainer, lr, decay, step, rule_steps):
         """Give the C trainer these settings with this lr and its per-update decay."""
         trainer.set_optimizer(lr, decay, self.momentum, self.weight_decay, self.nesterov, step,
-                              self.beta1, self.beta2, self.eps, rule_steps)
+                              self.beta1, self.beta2, self.eps, rule_steps, self.decay_on_sum)
 
 
 class _RestorePoint:

@@ -128,3 +128,25 @@ def test_a_weight_that_overflows_float32_is_refused():
     X, y = random_problem([3, 4, 2], "cross_entropy", 4, "float32", seed=18)
     with pytest.raises(ValueError, match="sample_weight contains NaN or inf"):
         net.fit(X, y, sample_weight=[1.0, 1e300, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam_sklearn"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_decay_on_sum_divides_the_decay_by_each_batchs_weight(optimizer, weighted):
+    # scikit-learn's alpha: alpha * W joins the batch's summed-loss gradient, and the sum
+    # is divided by the batch's size (or its summed sample weights)
+    X, y = random_problem([6, 5, 3], "cross_entropy", 20, seed=19)
+    s = weights_for(20, seed=20) if weighted else None
+    fitted = make_net([6, 5, 3], "tanh", "cross_entropy", "float64", seed=21)
+    stepped = make_net([6, 5, 3], "tanh", "cross_entropy", "float64", seed=21)
+    fitted.fit(X, y, optimizer=optimizer, lr=0.05, batch_size=8, epochs=1, shuffle=False,
+               weight_decay=0.3, decay_on_sum=True, sample_weight=s)
+    for start in (0, 8, 16):           # batches of 8, 8 and 4
+        rows = slice(start, start + 8)
+        total = 8 if start < 16 else 4
+        if s is not None:
+            total = s[rows].sum()
+        stepped.train_step(X[rows], y[rows], lr=0.05, optimizer=optimizer, weight_decay=0.3 / total,
+                           sample_weight=None if s is None else s[rows])
+    for a, b in zip(fitted.weights + fitted.biases, stepped.weights + stepped.biases):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
