@@ -236,11 +236,12 @@ def cmd_train(args, out):
     recipe = f" (recipe {args.recipe})" if args.recipe else ""
     print(f"fastbp {__version__}: training {'-'.join(map(str, sizes))} {s['activation']} on "
           f"{args.dataset}{recipe}: {len(X)} train, {len(X_val)} {val_name} images; {s['optimizer']} "
-          f"lr {s['lr']:g} "
+          + ("(full batch) " if s["optimizer"] == "lbfgs" else f"lr {s['lr']:g} ")
           + (f"betas ({s['beta1']:g}, {s['beta2']:g}) eps {s['eps']:g} " if s["optimizer"] in ADAM_OPTIMIZERS
-             else f"momentum {s['momentum']:g} ")
-          + f"batch {s['batch_size']} schedule {s['schedule']}, "
-          f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}", file=out, flush=True)
+             else "" if s["optimizer"] == "lbfgs" else f"momentum {s['momentum']:g} ")
+          + ("" if s["optimizer"] == "lbfgs" else f"batch {s['batch_size']} schedule {s['schedule']}, ")
+          + (f"at most {s['epochs']} iterations" if s["optimizer"] == "lbfgs" else
+             f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}"), file=out, flush=True)
     print(f"(train acc is measured on the first {min(TRAIN_ACCURACY_ROWS, len(X))} training images)",
           file=out, flush=True)
     progress = Progress(out, enabled=out.isatty())
@@ -255,12 +256,14 @@ def cmd_train(args, out):
         progress.clear()
         train_acc = net.evaluate(X[:TRAIN_ACCURACY_ROWS], y[:TRAIN_ACCURACY_ROWS])["accuracy"]
         val = net.evaluate(X_val, y_val)
-        lr = p.history.lr[-1] if p.history.lr else float("nan")   # (L-BFGS has none)
+        lr = p.history.lr[-1] if p.history.lr else None   # (L-BFGS has none)
         rows.append({"epoch": p.epoch, "loss": p.loss, "train_accuracy": train_acc,
                      "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                      "seconds": p.seconds, "lr": lr})
-        print(f"epoch {p.epoch:>2}/{p.epochs}  loss {p.loss:.4f}  train acc {train_acc:.4f}  "
-              f"{val_name} acc {val['accuracy']:.4f}  lr {lr:.3g}  {p.seconds:.2f} s", file=out,
+        what = "iteration" if s["optimizer"] == "lbfgs" else "epoch"
+        lr_text = "" if lr is None else f"  lr {lr:.3g}"
+        print(f"{what} {p.epoch:>2}/{p.epochs}  loss {p.loss:.4f}  train acc {train_acc:.4f}  "
+              f"{val_name} acc {val['accuracy']:.4f}{lr_text}  {p.seconds:.2f} s", file=out,
               flush=True)
 
     # The schedule watches the validation loss if there is a validation split, else

@@ -465,7 +465,7 @@ class Network:
         core = self._core_for(min(len(X), CHUNK_ROWS), n_threads)
         n_weights = self._layout.n_weights
         hist = History()
-        start = time.perf_counter()
+        start = [time.perf_counter()]   # of the current iteration
         last = [self._params.astype(np.float64)]   # the last iterate: what an exception leaves
 
         def objective(theta):
@@ -482,7 +482,7 @@ class Network:
         def after_iteration(intermediate_result):
             last[0] = intermediate_result.x.copy()
             hist.loss.append(float(intermediate_result.fun))
-            hist.epoch_seconds.append(time.perf_counter() - start)
+            hist.epoch_seconds.append(time.perf_counter() - start[0])
             if val is not None:
                 with self._lock.writing:
                     self._params[...] = last[0]
@@ -497,6 +497,7 @@ class Network:
             if callback is not None:
                 callback(FitProgress(hist.epochs, max_iter, len(X), len(X), hist.loss[-1],
                                      hist.epoch_seconds[-1], True, hist))
+            start[0] = time.perf_counter()
 
         options = {"maxiter": max_iter, "maxfun": max_fun}
         if tol is not None:

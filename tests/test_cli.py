@@ -491,6 +491,19 @@ def test_train_with_adam_uses_its_defaults_and_learns(capsys, digits_dir):
     assert float(out.split("test accuracy ")[1].split()[0]) > 0.8
 
 
+@pytest.mark.parametrize("optimizer, first_line", [
+    ("adam_sklearn", "adam_sklearn lr 0.001 betas (0.9, 0.999) eps 1e-08"),
+    ("lbfgs", "lbfgs (full batch) at most 8 iterations"),
+])
+def test_train_with_scikit_learns_optimizers_learns(capsys, digits_dir, optimizer, first_line):
+    status, out, err = run(capsys, "train", "--data", digits_dir, "--no-download", "--optimizer",
+                           optimizer, "--epochs", 8 if optimizer == "lbfgs" else 4,
+                           "--layers", "784,32,10")
+    assert status == 0, err
+    assert first_line in out.splitlines()[0]
+    assert float(out.split("test accuracy ")[1].split()[0]) > 0.8
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--beta1", "0.8"], "betas and eps are Adam's"),
     (["--optimizer", "adamw", "--momentum", "0.9"], "momentum and nesterov are SGD's"),
