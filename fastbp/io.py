@@ -8,11 +8,22 @@ uncompressed) holding:
 - ``W0.npy``, ``b0.npy``, ``W1.npy``, ...: each layer's weights (n_in, n_out) and
   biases (n_out,), in the network's dtype.
 
+A checkpoint (`Network.fit(..., checkpoint=path)`, format version 2) is a model file
+with the rest of a training run beside the weights:
+
+- in the metadata, ``optimizer_state`` (its kind, rows and Adam's step count) and
+  ``run`` (the fit's settings, fingerprints of its data, the epoch and step reached,
+  the shuffle generator's state and the schedule's; fastbp/checkpoint.py);
+- ``s0_W0.npy``, ``s0_b0.npy``, ...: row k of the optimizer's state (the momentum
+  velocity, or Adam's m and v) laid out like the weights;
+- ``h_loss.npy``, ``h_val_loss.npy``, ...: the History so far, float64 vectors.
+
 Nothing in it is pickled, so loading never executes code from the file. `load`
 checks every member's declared size and ``.npy`` header against the metadata and
 against the bytes actually present before it allocates anything, so a truncated
 file or a lying header is refused with a ValueError instead of an exhausted memory.
-Momentum velocities are not saved: a loaded network starts a fresh optimizer.
+A model file holds no optimizer state: a loaded network starts a fresh optimizer
+(a loaded checkpoint's network has its state).
 """
 from __future__ import annotations
 
@@ -27,20 +38,25 @@ import numpy as np
 from ._version import __version__
 
 FORMAT_NAME = "fastbp.Network"
-FORMAT_VERSION = 1
+MODEL_VERSION = 1          # what a model file is written as: readable by every fastbp
+CHECKPOINT_VERSION = 2     # a model file and the run's state
+FORMAT_VERSION = CHECKPOINT_VERSION   # the newest this fastbp reads
+HISTORY_FIELDS = ("loss", "val_loss", "val_accuracy", "epoch_seconds", "lr")
 METADATA_MEMBER = "metadata.npy"
 MAX_METADATA_BYTES = 1 << 16     # the JSON is a few hundred bytes; anything larger is not ours
 MAX_NPY_HEADER_BYTES = 1 << 12   # NumPy writes 64..~200 bytes
 
 
-def _array_members(n_layers):
+def _array_members(n_layers, prefix=""):
     """The names of the weight and bias members, in layer order."""
-    return [name for l in range(n_layers) for name in (f"W{l}.npy", f"b{l}.npy")]
+    return [name for l in range(n_layers) for name in (f"{prefix}W{l}.npy", f"{prefix}b{l}.npy")]
 
 
-def save_network(net, path):
+def save_network(net, path, run=None, history=None):
     """Write ``net`` to ``path`` atomically: the file is either the complete new
-    model or, if writing fails, whatever was there before.
+    model or, if writing fails, whatever was there before. With ``run`` (a JSON-able
+    dict, fastbp/checkpoint.py) it is a checkpoint: the optimizer's state and
+    ``history`` (a History) are written too.
 
     >>> import fastbp, os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "xor.fbp")
@@ -51,18 +67,32 @@ def save_network(net, path):
     path = os.fspath(path)
     metadata = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": MODEL_VERSION if run is None else CHECKPOINT_VERSION,
         "layer_sizes": list(net.layer_sizes),
         "activations": list(net.activations),
         "loss": net.loss,
         "dtype": net.dtype.name,
         "fastbp_version": __version__,
     }
-    arrays = {METADATA_MEMBER[:-4]: np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)}
+    arrays = {}
     with net._lock.reading:  # a copy of the weights of one complete update
         for l, (w, b) in enumerate(zip(net.weights, net.biases)):
             arrays[f"W{l}"] = w.copy()
             arrays[f"b{l}"] = b.copy()
+        if run is not None:
+            rows = 0 if net._state is None else len(net._state)
+            metadata["optimizer_state"] = {"kind": net._state_kind if rows else None, "rows": rows,
+                                           "rule_steps": int(net._rule_steps)}
+            metadata["run"] = run
+            for k in range(rows):
+                weights, biases = net._layout.views(net._state[k])
+                for l, (w, b) in enumerate(zip(weights, biases)):
+                    arrays[f"s{k}_W{l}"] = w.copy()
+                    arrays[f"s{k}_b{l}"] = b.copy()
+            for name in HISTORY_FIELDS:
+                arrays[f"h_{name}"] = np.asarray(getattr(history, name), dtype=np.float64)
+    arrays = {METADATA_MEMBER[:-4]: np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8),
+              **arrays}
     directory = os.path.dirname(os.path.abspath(path))
     # The temporary file sits in the target's directory so that os.replace is a
     # rename within one file system, which is atomic.
@@ -171,11 +201,27 @@ def _check_metadata(path, meta):
         raise bad_model(path, f"loss must be a name, got {meta.get('loss')!r}")
     if meta.get("dtype") not in ("float32", "float64"):
         raise bad_model(path, f"dtype must be 'float32' or 'float64', got {meta.get('dtype')!r}")
+    if ("run" in meta) != ("optimizer_state" in meta) or ("run" in meta and version < CHECKPOINT_VERSION):
+        raise bad_model(path, "a checkpoint's metadata has both run and optimizer_state, in format "
+                         f"version {CHECKPOINT_VERSION} or later")
+    if "optimizer_state" in meta:
+        state = meta["optimizer_state"]
+        if (not isinstance(state, dict) or state.get("rows") not in (0, 1, 2)
+                or state.get("kind") not in ({None} if state.get("rows") == 0 else
+                                              {"velocity"} if state.get("rows") == 1 else {"moments"})
+                or isinstance(state.get("rule_steps"), bool) or not isinstance(state.get("rule_steps"), int)
+                or state["rule_steps"] < 0):
+            raise bad_model(path, f"optimizer_state must give rows 0 (kind None), 1 (velocity) or 2 "
+                             f"(moments) and rule_steps >= 0, got {state!r}")
+        if not isinstance(meta["run"], dict):
+            raise bad_model(path, f"run must be a mapping, got {meta['run']!r}")
 
 
 def read_model(path):
-    """(metadata dict, [W0, b0, W1, b1, ...]) from a file written by `save_network`:
-    the reading half of `fastbp.load` (fastbp/network.py builds the Network).
+    """(metadata dict, [W0, b0, W1, b1, ...], extras) from a file written by
+    `save_network`: the reading half of `fastbp.load` (fastbp/network.py builds the
+    Network). extras is {} for a model file; for a checkpoint {"state": one
+    [W0, b0, ...] per row of the optimizer's state, "history": {field: float64 vector}}.
 
     Raises FileNotFoundError if there is no file, and BadModelFile (a ValueError),
     saying what is wrong, for anything that is not a complete, consistent model file:
@@ -239,7 +285,11 @@ def _read_model(path, f, file_size):
 
         sizes, dtype_expected = meta["layer_sizes"], np.dtype(meta["dtype"])
         n_layers = len(sizes) - 1
-        expected = _array_members(n_layers)
+        rows = meta["optimizer_state"]["rows"] if "optimizer_state" in meta else 0
+        expected = _array_members(n_layers) + sum((_array_members(n_layers, f"s{k}_")
+                                                   for k in range(rows)), [])
+        history = [f"h_{name}.npy" for name in HISTORY_FIELDS] if "run" in meta else []
+        expected += history
         missing = [m for m in expected if m not in members]
         extra = sorted(set(members) - set(expected) - {METADATA_MEMBER})
         if missing:
@@ -248,22 +298,35 @@ def _read_model(path, f, file_size):
             raise bad_model(path, f"unexpected members {', '.join(extra)}")
 
         # Every header against the metadata and the member's size before any data is read.
+        wanted = []
+        for prefix in [""] + [f"s{k}_" for k in range(rows)]:
+            for l in range(n_layers):
+                wanted += [(f"{prefix}W{l}.npy", (sizes[l], sizes[l + 1]), dtype_expected),
+                           (f"{prefix}b{l}.npy", (sizes[l + 1],), dtype_expected)]
+        wanted += [(name, None, np.dtype(np.float64)) for name in history]   # any length
         plan = []
-        for l in range(n_layers):
-            for name, want in ((f"W{l}.npy", (sizes[l], sizes[l + 1])), (f"b{l}.npy", (sizes[l + 1],))):
-                info = members[name]
-                shape, dtype, offset = _read_npy_header(path, archive, info)
-                if dtype != dtype_expected:
-                    raise bad_model(path, f"{name[:-4]} has dtype {dtype}, the metadata says {dtype_expected}")
-                if shape != want:
-                    raise bad_model(path, f"{name[:-4]} has shape {shape}, layer sizes {sizes} need {want}")
-                nbytes = int(np.prod(want)) * dtype.itemsize
-                if info.file_size != offset + nbytes:
-                    raise bad_model(path, f"member {name} holds {info.file_size - offset} data bytes, "
-                                     f"its shape needs {nbytes}")
-                plan.append((info, offset, nbytes, want))
+        for name, want, dtype_wanted in wanted:
+            info = members[name]
+            shape, dtype, offset = _read_npy_header(path, archive, info)
+            if dtype != dtype_wanted:
+                raise bad_model(path, f"{name[:-4]} has dtype {dtype}, the metadata says {dtype_wanted}")
+            if want is None and len(shape) == 1:
+                want = shape
+            if shape != want:
+                raise bad_model(path, f"{name[:-4]} has shape {shape}, layer sizes {sizes} need "
+                                 f"{want if want is not None else 'a vector'}")
+            nbytes = int(np.prod(want)) * dtype.itemsize
+            if info.file_size != offset + nbytes:
+                raise bad_model(path, f"member {name} holds {info.file_size - offset} data bytes, "
+                                 f"its shape needs {nbytes}")
+            plan.append((info, offset, nbytes, want, dtype))
 
         arrays = [np.frombuffer(_read_member(path, archive, info, offset, nbytes),
-                                dtype=dtype_expected).reshape(want)
-                  for info, offset, nbytes, want in plan]
-    return meta, arrays
+                                dtype=dtype).reshape(want)
+                  for info, offset, nbytes, want, dtype in plan]
+    n_model = 2 * n_layers
+    extras = {}
+    if "run" in meta:
+        extras["state"] = [arrays[n_model * (k + 1):n_model * (k + 2)] for k in range(rows)]
+        extras["history"] = dict(zip(HISTORY_FIELDS, arrays[n_model * (rows + 1):]))
+    return meta, arrays[:n_model], extras

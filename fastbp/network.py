@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from . import _core, io
+from . import _core, checkpoint as checkpoints, io
 from ._memory import ParamLayout
 from ._validation import (as_array, check_adam_settings, check_choice, check_dtype, check_labels,
                           check_positive, check_real, check_representable, check_sample_weight,
@@ -302,7 +302,8 @@ class Network:
             callback: Callable[[FitProgress], object] | None = None,
             betas: tuple[float, float] | None = None, eps: float | None = None,
             sample_weight: npt.ArrayLike | None = None, max_fun: int = 15000,
-            decay_on_sum: bool = False) -> History:
+            decay_on_sum: bool = False, checkpoint: str | os.PathLike[str] | None = None,
+            checkpoint_every: int = 1, resume: str | os.PathLike[str] | None = None) -> History:
         """Train from the current weights; returns a `History`.
 
         optimizer="sgd" takes ``batch_size`` samples per update (1 is classic
@@ -335,6 +336,15 @@ class Network:
         (scikit-learn's alpha): each update's decay is weight_decay / Σ s_i over its
         batch (its size without sample weights), so a smaller last batch is decayed
         more, as in scikit-learn.
+
+        ``checkpoint=path`` writes a checkpoint (atomically) after every
+        ``checkpoint_every`` epochs and after the last: the weights, the optimizer's
+        state, the epoch and update counters, the shuffle generator's and the
+        schedule's state and the History (fastbp/checkpoint.py). ``resume=path``
+        continues the run it holds, with the same data and arguments (``epochs`` may
+        be larger), to the same bits as the run left alone; a resume whose network,
+        data or arguments differ is refused, naming what differs.
+        `fastbp.load(path)` gives a checkpoint's network.
 
         ``schedule`` sets lr_t (see `fastbp.optim.Schedule`: ``decay`` for
         "invscaling", ``step_size`` and ``gamma`` for "step"). The monitored loss is
@@ -373,6 +383,10 @@ class Network:
         sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma,
                          tol=None if lbfgs else tol, n_iter_no_change=n_iter_no_change)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
+        checkpoint_every = check_positive("checkpoint_every", checkpoint_every, integer=True)
+        if lbfgs and (checkpoint is not None or resume is not None):
+            raise ValueError("checkpoint and resume cover the step rules; optimizer='lbfgs' keeps "
+                             "its memory in scipy and cannot be resumed")
         X, labels, targets = self._check_Xy(X, y, n_threads=n_threads)
         weights = check_sample_weight(sample_weight, len(X), self.dtype)
         val = None
@@ -380,6 +394,20 @@ class Network:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             val = self._check_Xy(*validation_data, name="X_val")
+        run = None
+        if checkpoint is not None or resume is not None:
+            settings = {"optimizer": optimizer, "lr": rule.lr, "batch_size": batch_size,
+                        "momentum": rule.momentum, "nesterov": rule.nesterov,
+                        "weight_decay": rule.weight_decay, "decay_on_sum": rule.decay_on_sum,
+                        "betas": [rule.beta1, rule.beta2] if optimizer in ADAM_RULES else None,
+                        "eps": rule.eps if optimizer in ADAM_RULES else None,
+                        "schedule": sched.name, "decay": sched.decay, "step_size": sched.step_size,
+                        "gamma": sched.gamma, "tol": sched.tol,
+                        "n_iter_no_change": sched.n_iter_no_change, "shuffle": bool(shuffle)}
+            data = checkpoints.data_fingerprints(
+                X, labels if labels is not None else targets, weights,
+                None if val is None else (val[0], val[1] if val[1] is not None else val[2]))
+            run = checkpoints.RunCheckpoints(checkpoint, checkpoint_every, settings, data)
 
         self._lock.train_acquire("fit")
         try:
@@ -389,23 +417,36 @@ class Network:
                     decay /= len(X) if weights is None else float(weights.sum(dtype=np.float64))
                 return self._fit_lbfgs(X, labels, targets, weights, decay, epochs,
                                        max_fun, tol, val, verbose, n_threads, callback)
+            start = None if resume is None else run.resume(resume, self)
             return self._fit_checked(X, labels, targets, weights, optimizer, batch_size, epochs,
-                                     sched, rule, shuffle, val, verbose, n_threads, callback)
+                                     sched, rule, shuffle, val, verbose, n_threads, callback,
+                                     run, start)
         finally:
             self._lock.train_release()
 
     def _fit_checked(self, X, labels, targets, weights, optimizer, batch_size, epochs, sched, rule,
-                     shuffle, val, verbose, n_threads, callback):
+                     shuffle, val, verbose, n_threads, callback, run=None, start=None):
+        """fit's epoch loop, its arguments checked; run: checkpointing (None: none);
+        start: a checkpoint's ResumePoint to continue from (None: a new run)."""
         n = len(X)
         batch = n if optimizer == "gd" else min(batch_size, n)
         core = self._core_for(batch, n_threads)
         self._use_state(core, rule)
+        hist, first_epoch = History(), 0
+        if start is not None:
+            hist = History(**start.history, stopped_early=start.stopped_early)
+            first_epoch = start.epochs_done
+            checkpoints.restore_schedule(sched, start.schedule)
+            self._shuffle_state = start.rng
+            self.n_updates_ = start.n_updates_base
+        n_updates_base = self.n_updates_
         trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer != "gd",
                                 self._shuffle_state, weights)
-        hist = History()
+        rule.set_on(trainer, rule.lr, sched.per_update_decay, 0 if start is None else start.step,
+                    self._rule_steps)
         restore = _RestorePoint(self)
         try:
-            for epoch in range(epochs):
+            for epoch in range(first_epoch, epochs if not hist.stopped_early else first_epoch):
                 rule.set_on(trainer, sched.epoch_lr(epoch), sched.per_update_decay, trainer.step,
                             self._rule_steps)
                 trainer.epoch_begin()
@@ -441,8 +482,11 @@ class Network:
                 if callback is not None:
                     callback(FitProgress(epoch + 1, epochs, n, n, hist.loss[-1],
                                          hist.epoch_seconds[-1], True, hist))
-                if sched.end_epoch(monitored):
-                    hist.stopped_early = True
+                hist.stopped_early = sched.end_epoch(monitored)
+                if run is not None and run.path is not None and (
+                        hist.stopped_early or epoch + 1 == epochs or (epoch + 1) % run.every == 0):
+                    run.save(self, epoch + 1, trainer, n_updates_base, sched, hist)
+                if hist.stopped_early:
                     break
         finally:
             hist.n_updates = trainer.step
@@ -810,7 +854,9 @@ class _RestorePoint:
 
 
 def load(path: str | os.PathLike[str]) -> Network:
-    """Read a network written by `Network.save` and return a new `fastbp.Network`.
+    """Read a network written by `Network.save` (or a checkpoint written by
+    `Network.fit`, whose network comes with its optimizer state) and return a new
+    `fastbp.Network`.
 
     Raises FileNotFoundError if there is no file, and ValueError, saying what is
     wrong, for anything that is not a complete, consistent model file: not a zip,
@@ -825,11 +871,13 @@ def load(path: str | os.PathLike[str]) -> Network:
     >>> fastbp.load(path).activations
     ('tanh',)
     """
-    meta, arrays = io.read_model(path)
+    meta, arrays, extras = io.read_model(path)
     activation = meta["activations"] if meta["activations"] else "relu"
     try:
         net = Network(meta["layer_sizes"], activation=activation, loss=meta["loss"], dtype=meta["dtype"])
         net.set_weights(arrays[0::2], arrays[1::2])
     except (ValueError, TypeError) as e:
         raise io.bad_model(os.fspath(path), str(e)) from None
+    if extras:   # a checkpoint: its optimizer state too
+        checkpoints.put_optimizer_state(net, meta, extras, os.fspath(path))
     return net
