@@ -56,6 +56,7 @@ class ResumePoint:
     step: int                 # updates of the run so far
     rng: int                  # the shuffle generator's state after epochs_done epochs
     n_updates_base: int       # the network's n_updates_ when the run began
+    rule_steps_base: int      # and the updates its optimizer state had seen
     schedule: dict
     stopped_early: bool
     history: dict             # field -> list
@@ -71,16 +72,19 @@ class RunCheckpoints:
         self.settings = settings
         self.data = data
 
-    def save(self, net, epochs_done, trainer, n_updates_base, sched, hist):
+    def save(self, net, epochs_done, trainer, n_updates_base, rule_steps_base, counts_steps, sched,
+             hist):
         """Write the checkpoint of the run after epochs_done epochs (atomically: a
-        failed write keeps the previous one)."""
+        failed write keeps the previous one). counts_steps: the run's rule counts its
+        updates in the state's step count (Adam's t)."""
         run = {"format": RUN_FORMAT, "settings": self.settings, "data": self.data,
                "epochs_done": epochs_done, "step": int(trainer.step), "rng": int(trainer.rng),
-               "n_updates_base": int(n_updates_base),
+               "n_updates_base": int(n_updates_base), "rule_steps_base": int(rule_steps_base),
                "schedule": {"lr": sched.lr, "best": None if math.isinf(sched.best) else sched.best,
                             "stale": sched.stale},
                "stopped_early": bool(hist.stopped_early)}
-        io.save_network(net, self.path, run=run, history=hist)
+        io.save_network(net, self.path, run=run, history=hist,
+                        rule_steps=rule_steps_base + (trainer.step if counts_steps else 0))
 
     def resume(self, path, net):
         """Read the checkpoint at path, check that it is this run, and put its weights
@@ -115,7 +119,7 @@ class RunCheckpoints:
         put_optimizer_state(net, meta, extras, path)
         history = {name: [float(v) for v in values] for name, values in extras["history"].items()}
         return ResumePoint(run["epochs_done"], run["step"], run["rng"], run["n_updates_base"],
-                           run["schedule"], run["stopped_early"], history)
+                           run["rule_steps_base"], run["schedule"], run["stopped_early"], history)
 
 
 def put_optimizer_state(net, meta, extras, path):

@@ -205,6 +205,7 @@ def cmd_train(args, out):
     s = resolve_train_settings(args)
     threads = {} if args.threads is None else {"n_threads": args.threads}
     for path, flag in ((args.save, "--save"), (args.plot, "--plot"), (args.plot_weights, "--plot-weights"),
+                       (args.checkpoint, "--checkpoint"),
                        (args.json, "--json")):
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise UsageError(f"{flag} {path}: directory {os.path.dirname(os.path.abspath(path))} does not exist")
@@ -275,7 +276,9 @@ def cmd_train(args, out):
                    epochs=s["epochs"], momentum=s["momentum"], nesterov=s["nesterov"],
                    weight_decay=s["weight_decay"], schedule=s["schedule"], tol=s["tol"],
                    decay=s["decay"], step_size=s["step_size"], gamma=s["gamma"],
-                   validation_data=(X_val, y_val) if s["val_size"] else None, callback=report)
+                   validation_data=(X_val, y_val) if s["val_size"] else None, callback=report,
+                   checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                   resume=args.resume)
     if hist.stopped_early:
         print(f"stopped early: the loss did not improve by {s['tol']} for 5 epochs", file=out)
     updates, train_seconds = hist.n_updates, sum(hist.epoch_seconds)
@@ -532,6 +535,13 @@ def build_parser():
     t.add_argument("--seed", type=int, help="initial weights and shuffling: the same seed, the same run")
     t.add_argument("--threads", type=positive(int), help="threads per update (default: $FASTBP_NUM_THREADS or all CPUs)")
     t.add_argument("--save", metavar="MODEL.fbp", help="write the trained model there")
+    t.add_argument("--checkpoint", metavar="RUN.ckpt",
+                   help="write the run there (weights, optimizer and shuffle state, history) "
+                        "after every --checkpoint-every epochs, for --resume")
+    t.add_argument("--checkpoint-every", dest="checkpoint_every", type=positive(int), default=1,
+                   metavar="N", help="epochs between checkpoints (default 1)")
+    t.add_argument("--resume", metavar="RUN.ckpt",
+                   help="continue the run a --checkpoint wrote (the same flags and data)")
     t.add_argument("--plot", metavar="RUN.png", help="loss and accuracy per epoch")
     t.add_argument("--plot-weights", dest="plot_weights", metavar="WEIGHTS.png",
                    help="the first layer's weights as 28x28 tiles")

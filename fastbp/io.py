@@ -52,11 +52,12 @@ def _array_members(n_layers, prefix=""):
     return [name for l in range(n_layers) for name in (f"{prefix}W{l}.npy", f"{prefix}b{l}.npy")]
 
 
-def save_network(net, path, run=None, history=None):
+def save_network(net, path, run=None, history=None, rule_steps=None):
     """Write ``net`` to ``path`` atomically: the file is either the complete new
     model or, if writing fails, whatever was there before. With ``run`` (a JSON-able
-    dict, fastbp/checkpoint.py) it is a checkpoint: the optimizer's state and
-    ``history`` (a History) are written too.
+    dict, fastbp/checkpoint.py) it is a checkpoint: the optimizer's state, the updates
+    it has seen (``rule_steps``, else the network's count) and ``history`` (a History)
+    are written too.
 
     >>> import fastbp, os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "xor.fbp")
@@ -82,7 +83,8 @@ def save_network(net, path, run=None, history=None):
         if run is not None:
             rows = 0 if net._state is None else len(net._state)
             metadata["optimizer_state"] = {"kind": net._state_kind if rows else None, "rows": rows,
-                                           "rule_steps": int(net._rule_steps)}
+                                           "rule_steps": int(net._rule_steps if rule_steps is None
+                                                             else rule_steps)}
             metadata["run"] = run
             for k in range(rows):
                 weights, biases = net._layout.views(net._state[k])

@@ -439,7 +439,8 @@ class Network:
             checkpoints.restore_schedule(sched, start.schedule)
             self._shuffle_state = start.rng
             self.n_updates_ = start.n_updates_base
-        n_updates_base = self.n_updates_
+            self._rule_steps = start.rule_steps_base
+        n_updates_base, rule_steps_base = self.n_updates_, self._rule_steps
         trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer != "gd",
                                 self._shuffle_state, weights)
         rule.set_on(trainer, rule.lr, sched.per_update_decay, 0 if start is None else start.step,
@@ -485,7 +486,8 @@ class Network:
                 hist.stopped_early = sched.end_epoch(monitored)
                 if run is not None and run.path is not None and (
                         hist.stopped_early or epoch + 1 == epochs or (epoch + 1) % run.every == 0):
-                    run.save(self, epoch + 1, trainer, n_updates_base, sched, hist)
+                    run.save(self, epoch + 1, trainer, n_updates_base, rule_steps_base,
+                             rule.kind != _core.RULE_SGD, sched, hist)
                 if hist.stopped_early:
                     break
         finally:

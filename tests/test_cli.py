@@ -513,3 +513,23 @@ def test_train_with_scikit_learns_optimizers_learns(capsys, digits_dir, optimize
 def test_adam_flags_that_do_not_fit_are_one_line(capsys, digits_dir, argv, message):
     status, out, err = run(capsys, "train", "--data", digits_dir, "--no-download", *argv)
     assert_one_line_error(status, err, message)
+
+
+def test_train_checkpoint_and_resume_give_the_run_left_alone(capsys, digits_dir, tmp_path):
+    common = ["train", "--data", digits_dir, "--no-download", "--layers", "784,16,10",
+              "--optimizer", "adam"]
+    ckpt, alone, resumed = tmp_path / "run.ckpt", tmp_path / "alone.fbp", tmp_path / "resumed.fbp"
+    assert run(capsys, *common, "--epochs", 4, "--save", alone)[0] == 0
+    status, out, err = run(capsys, *common, "--epochs", 2, "--checkpoint", ckpt,
+                           "--checkpoint-every", 2)
+    assert status == 0, err
+    status, out, err = run(capsys, *common, "--epochs", 4, "--resume", ckpt, "--checkpoint", ckpt,
+                           "--save", resumed)
+    assert status == 0, err
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("epoch")] == ["3/4", "4/4"]
+    for a, b in zip(fastbp.load(alone).weights, fastbp.load(resumed).weights):
+        np.testing.assert_array_equal(a, b)
+    status, out, err = run(capsys, *common, "--epochs", 4, "--resume", ckpt, "--lr", "0.01")
+    assert_one_line_error(status, err, "is not this run: its arguments differ: lr=0.01")
+    status, out, err = run(capsys, *common, "--resume", tmp_path / "none.ckpt")
+    assert_one_line_error(status, err, "none.ckpt")

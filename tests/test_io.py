@@ -144,8 +144,8 @@ def test_corrupted_weight_bytes_fail_the_crc(tmp_path):
 def test_newer_format_version_is_refused_with_upgrade_hint(tmp_path):
     net, _ = trained_network("cross_entropy", "float32")
     path = tmp_path / "m.fbp"
-    write_archive(path, metadata_of(net, format_version=2), arrays_of(net))
-    with pytest.raises(ValueError, match="format version 2.*upgrade fastbp"):
+    write_archive(path, metadata_of(net, format_version=3), arrays_of(net))
+    with pytest.raises(ValueError, match="format version 3.*upgrade fastbp"):
         load(path)
 
 
