@@ -93,9 +93,10 @@ class RunCheckpoints:
         path = os.fspath(path)
         meta, arrays, extras = io.read_model(path)
         run = meta.get("run")
-        if not isinstance(run, dict) or run.get("format") != RUN_FORMAT:
+        if run is None:
             raise ValueError(f"resume={path!r} is a model file, not a checkpoint: it holds weights "
                              "but not the run (write one with fit(..., checkpoint=path))")
+        _check_run(path, run, extras["history"])
         theirs = (tuple(meta["layer_sizes"]), tuple(meta["activations"]), meta["loss"], meta["dtype"])
         ours = (net.layer_sizes, net.activations, net.loss, net.dtype.name)
         if theirs != ours:
@@ -120,6 +121,37 @@ class RunCheckpoints:
         history = {name: [float(v) for v in values] for name, values in extras["history"].items()}
         return ResumePoint(run["epochs_done"], run["step"], run["rng"], run["n_updates_base"],
                            run["rule_steps_base"], run["schedule"], run["stopped_early"], history)
+
+
+def _check_run(path, run, history):
+    """A checkpoint's run record, as save writes it: BadModelFile otherwise."""
+    def whole(value, low=0, high=None):
+        return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+                and (high is None or value < high))
+
+    def real(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    schedule = run.get("schedule")
+    problems = [
+        run.get("format") != RUN_FORMAT and "format",
+        not isinstance(run.get("settings"), dict) and "settings",
+        not isinstance(run.get("data"), dict) and "data",
+        not whole(run.get("epochs_done")) and "epochs_done",
+        not whole(run.get("step")) and "step",
+        not whole(run.get("rng"), 0, 1 << 64) and "rng",
+        not whole(run.get("n_updates_base")) and "n_updates_base",
+        not whole(run.get("rule_steps_base")) and "rule_steps_base",
+        not isinstance(run.get("stopped_early"), bool) and "stopped_early",
+        not (isinstance(schedule, dict) and real(schedule.get("lr")) and schedule["lr"] > 0
+             and (schedule.get("best") is None or real(schedule["best"]))
+             and whole(schedule.get("stale"))) and "schedule",
+        whole(run.get("epochs_done")) and len(history["loss"]) != run["epochs_done"] and "history",
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        raise io.bad_model(path, "the run record is damaged or not fastbp's: "
+                           + ", ".join(problems))
 
 
 def put_optimizer_state(net, meta, extras, path):

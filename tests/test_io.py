@@ -397,3 +397,28 @@ def test_a_fifo_or_a_folder_is_refused_without_waiting(tmp_path):
     for path in (fifo, tmp_path):
         with pytest.raises(ValueError, match="not a regular file"):
             fastbp.load(path)
+
+
+def test_every_damaged_checkpoint_resumes_identically_or_raises_one_valueerror(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 6)), rng.integers(0, 3, 40)
+    good = tmp_path / "good.ckpt"
+    fastbp.Network([6, 5, 3], seed=0).fit(X, y, optimizer="adam", epochs=2, checkpoint=good)
+    reference = fastbp.Network([6, 5, 3], seed=0)
+    reference.fit(X, y, optimizer="adam", epochs=3)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.ckpt"
+    refused = same = 0
+    for damaged in mutations(data, np.random.default_rng(7), 600):
+        bad.write_bytes(damaged)
+        net = fastbp.Network([6, 5, 3], seed=0)
+        try:
+            net.fit(X, y, optimizer="adam", epochs=3, resume=bad)
+        except ValueError as e:   # any other exception fails the test
+            assert str(e).startswith((f"{bad}: ", f"resume={str(bad)!r}")), e
+            refused += 1
+            continue
+        for a, b in zip(net.weights + net.biases, reference.weights + reference.biases):
+            np.testing.assert_array_equal(a, b)
+        same += 1
+    assert refused > 400 and refused + same == 600
