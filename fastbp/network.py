@@ -303,7 +303,8 @@ class Network:
             betas: tuple[float, float] | None = None, eps: float | None = None,
             sample_weight: npt.ArrayLike | None = None, max_fun: int = 15000,
             decay_on_sum: bool = False, checkpoint: str | os.PathLike[str] | None = None,
-            checkpoint_every: int = 1, resume: str | os.PathLike[str] | None = None) -> History:
+            checkpoint_every: int = 1, resume: str | os.PathLike[str] | None = None,
+            comm: Any = None, sync_every: int | None = None) -> History:
         """Train from the current weights; returns a `History`.
 
         optimizer="sgd" takes ``batch_size`` samples per update (1 is classic
@@ -364,6 +365,50 @@ class Network:
         the weights (and velocities) are those after the last finite update. Ctrl-C stops within about 50 ms with
         KeyboardInterrupt, the weights as after the last completed update.
         """
+        if comm is not None:
+            from . import distributed
+            return distributed.fit(self, comm, sync_every, X, y, optimizer=optimizer, lr=lr,
+                                   batch_size=batch_size, epochs=epochs, momentum=momentum,
+                                   nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
+                                   tol=tol, n_iter_no_change=n_iter_no_change, shuffle=shuffle,
+                                   validation_data=validation_data, verbose=verbose, decay=decay,
+                                   step_size=step_size, gamma=gamma, n_threads=n_threads,
+                                   callback=callback, betas=betas, eps=eps,
+                                   sample_weight=sample_weight, max_fun=max_fun,
+                                   decay_on_sum=decay_on_sum, checkpoint=checkpoint,
+                                   checkpoint_every=checkpoint_every, resume=resume)
+        if sync_every is not None:
+            raise ValueError("sync_every is for training over MPI ranks: give comm too")
+        plan = self._fit_plan(X, y, optimizer, lr, batch_size, epochs, momentum, nesterov,
+                              weight_decay, schedule, tol, n_iter_no_change, shuffle,
+                              validation_data, decay, step_size, gamma, n_threads, betas, eps,
+                              sample_weight, max_fun, decay_on_sum, checkpoint, checkpoint_every,
+                              resume)
+        if plan.run is not None:
+            plan.run.data = checkpoints.data_fingerprints(*plan.data_arrays())
+        self._lock.train_acquire("fit")
+        try:
+            if plan.optimizer == "lbfgs":
+                decay = plan.rule.weight_decay
+                if decay_on_sum:   # one batch: all of X
+                    decay /= len(plan.X) if plan.weights is None else float(plan.weights.sum(dtype=np.float64))
+                return self._fit_lbfgs(plan.X, plan.labels, plan.targets, plan.weights, decay,
+                                       plan.epochs, plan.max_fun, plan.tol, plan.val, verbose,
+                                       plan.n_threads, callback)
+            start = None if resume is None else plan.run.resume(resume, self)
+            return self._fit_checked(plan.X, plan.labels, plan.targets, plan.weights,
+                                     plan.optimizer, plan.batch_size, plan.epochs, plan.sched,
+                                     plan.rule, plan.shuffle, plan.val, verbose, plan.n_threads,
+                                     callback, plan.run, start)
+        finally:
+            self._lock.train_release()
+
+    def _fit_plan(self, X, y, optimizer, lr, batch_size, epochs, momentum, nesterov, weight_decay,
+                  schedule, tol, n_iter_no_change, shuffle, validation_data, decay, step_size,
+                  gamma, n_threads, betas, eps, sample_weight, max_fun, decay_on_sum, checkpoint,
+                  checkpoint_every, resume):
+        """fit's arguments checked and its data converted (the data's fingerprints, for
+        checkpoints, are left to the caller): a FitPlan. Raises for anything wrong."""
         lbfgs = optimizer == "lbfgs"
         if lbfgs:
             if momentum or nesterov or betas is not None or eps is not None:
@@ -377,10 +422,9 @@ class Network:
                 tol = check_real("tol", tol, 0.0)
         rule = self._rule("gd" if lbfgs else optimizer, lr, momentum, nesterov, weight_decay,
                           betas, eps, decay_on_sum)
-        lr = rule.lr
         batch_size = check_positive("batch_size", batch_size, integer=True)
         epochs = check_positive("epochs", epochs, integer=True)
-        sched = Schedule(schedule, lr, decay=decay, step_size=step_size, gamma=gamma,
+        sched = Schedule(schedule, rule.lr, decay=decay, step_size=step_size, gamma=gamma,
                          tol=None if lbfgs else tol, n_iter_no_change=n_iter_no_change)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         checkpoint_every = check_positive("checkpoint_every", checkpoint_every, integer=True)
@@ -404,25 +448,9 @@ class Network:
                         "schedule": sched.name, "decay": sched.decay, "step_size": sched.step_size,
                         "gamma": sched.gamma, "tol": sched.tol,
                         "n_iter_no_change": sched.n_iter_no_change, "shuffle": bool(shuffle)}
-            data = checkpoints.data_fingerprints(
-                X, labels if labels is not None else targets, weights,
-                None if val is None else (val[0], val[1] if val[1] is not None else val[2]))
-            run = checkpoints.RunCheckpoints(checkpoint, checkpoint_every, settings, data)
-
-        self._lock.train_acquire("fit")
-        try:
-            if lbfgs:
-                decay = rule.weight_decay
-                if decay_on_sum:   # one batch: all of X
-                    decay /= len(X) if weights is None else float(weights.sum(dtype=np.float64))
-                return self._fit_lbfgs(X, labels, targets, weights, decay, epochs,
-                                       max_fun, tol, val, verbose, n_threads, callback)
-            start = None if resume is None else run.resume(resume, self)
-            return self._fit_checked(X, labels, targets, weights, optimizer, batch_size, epochs,
-                                     sched, rule, shuffle, val, verbose, n_threads, callback,
-                                     run, start)
-        finally:
-            self._lock.train_release()
+            run = checkpoints.RunCheckpoints(checkpoint, checkpoint_every, settings, None)
+        return FitPlan(optimizer, rule, sched, batch_size, epochs, bool(shuffle), n_threads,
+                       max_fun, tol, X, labels, targets, weights, val, run)
 
     def _fit_checked(self, X, labels, targets, weights, optimizer, batch_size, epochs, sched, rule,
                      shuffle, val, verbose, n_threads, callback, run=None, start=None):
@@ -794,6 +822,33 @@ class Network:
         sizes = "-".join(map(str, self.layer_sizes))
         return (f"Network({sizes}, activation={list(self.activations)}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name!r})")
+
+
+@dataclass
+class FitPlan:
+    """fit's arguments, checked, and its data, converted (Network._fit_plan)."""
+    optimizer: str
+    rule: "UpdateRule"
+    sched: Schedule
+    batch_size: int
+    epochs: int
+    shuffle: bool
+    n_threads: int
+    max_fun: int
+    tol: float | None
+    X: Any
+    labels: Any
+    targets: Any
+    weights: Any
+    val: Any
+    run: Any             # checkpoints.RunCheckpoints, or None
+
+    def data_arrays(self):
+        """(X, y, sample weights, validation pair) as the checkpoint fingerprints them."""
+        val = None if self.val is None else \
+            (self.val[0], self.val[1] if self.val[1] is not None else self.val[2])
+        return (self.X, self.labels if self.labels is not None else self.targets, self.weights,
+                val)
 
 
 @dataclass(frozen=True)

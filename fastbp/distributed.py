@@ -1,0 +1,373 @@
+"""Data-parallel training over MPI: `Network.fit(X_shard, y_shard, ..., comm=MPI.COMM_WORLD)`.
+
+Every rank calls fit with its own shard of the data and the same arguments and initial
+weights (the same seed). The global batch (``batch_size``) is split across the ranks in
+proportion to their shards: an epoch is ceil(N / batch_size) steps, N the samples of all
+shards, and each rank splits its (shuffled) shard into that many nearly equal chunks.
+Each step every rank backpropagates its chunk in C (the summed gradient, its loss and
+its sample weight), one MPI allreduce adds the ranks' buffers, and every rank applies
+the same update rule (csrc/optim.inc, through `fastbp.sgd_update`'s and
+`fastbp.adam_update`'s entry) to the same global mean gradient: the weights are the same
+bits on every rank after every step. MPI's reduction algorithms are chosen by message
+size and rank count, not by timing, so a run is bit-reproducible for a given number of
+ranks (and any thread count).
+
+``sync_every=k`` is local SGD: each rank steps on its own chunks (its optimizer state its
+own) and the ranks average their weights every k steps and at each epoch's end.
+
+Errors: whatever one rank finds wrong before training (its data, its arguments) every
+rank learns in one collective, and every rank raises; the rank that found it names
+itself. During training, a NaN loss or an overflowing update is seen by every rank at
+the same step (they share the loss and the update) and every rank raises
+FloatingPointError, the weights those of the last finite step. Any other exception on
+one rank (an interrupt, a failing callback, a full disk) cannot reach the ranks waiting
+in a collective, so that rank prints it and aborts the job (MPI_Abort); a rank that dies
+is noticed by mpiexec, which ends the others.
+
+mpi4py is imported only when a communicator is given: `import fastbp` does not import it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+
+import numpy as np
+
+from . import _core, checkpoint as checkpoints
+from ._validation import check_positive
+from .network import ADAM_RULES, FitProgress, History
+
+
+class RankError(ValueError):
+    """What every rank raises when some rank cannot train (its data or arguments)."""
+
+
+def agree(comm, error):
+    """Collective: raise on every rank if any rank's `error` is not None. The rank that
+    had it raises its own exception's type with its rank number in front; the others
+    raise RankError naming the first failing rank and its message."""
+    rank = comm.Get_rank()
+    reports = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+    failed = [(r, m) for r, m in enumerate(reports) if m is not None]
+    if not failed:
+        return
+    if error is not None:
+        try:
+            mine = type(error)(f"rank {rank}: {error}")
+        except Exception:  # an exception type that wants other arguments
+            mine = RankError(f"rank {rank}: {reports[rank]}")
+        raise mine from error
+    first, message = failed[0]
+    raise RankError(f"rank {first} cannot train: {message} (every rank stops)")
+
+
+def _digest(value):
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(value, np.ndarray):
+        h.update(np.ascontiguousarray(value).view(np.uint8))
+    else:
+        h.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _check_ranks_agree(comm, net, plan, sync_every):
+    """Collective: every rank must train the same network from the same weights with the
+    same arguments; RankError on every rank naming what differs, and where."""
+    mine = {
+        "the network": _digest([net.layer_sizes, net.activations, net.loss, net.dtype.name]),
+        "the arguments": _digest([plan.optimizer, plan.rule.__dict__, plan.sched.__dict__,
+                                  plan.batch_size, plan.epochs, plan.shuffle, sync_every,
+                                  plan.max_fun, plan.tol, plan.val is not None,
+                                  plan.weights is not None]),
+        "the initial weights (seed)": _digest(net._params),
+        "the optimizer state": _digest(None if net._state is None else net._state),
+        "the shuffle seed": _digest(net._shuffle_state),
+    }
+    everyone = comm.allgather(mine)
+    for what in mine:
+        differ = [r for r, theirs in enumerate(everyone) if theirs[what] != everyone[0][what]]
+        if differ:
+            raise RankError(f"the ranks must call fit alike: {what} of rank "
+                            f"{', '.join(map(str, differ))} differ from rank 0's (same layer sizes, "
+                            "seed, arguments, and sample_weight/validation_data on every rank or "
+                            "on none)")
+
+
+def fit(net, comm, sync_every, X, y, verbose=False, callback=None, **arguments):
+    """Network.fit with comm given (see the module docstring)."""
+    from mpi4py import MPI   # the communicator is mpi4py's, so it is installed
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    plan = error = None
+    try:
+        if sync_every is not None:
+            sync_every = check_positive("sync_every", sync_every, integer=True)
+        plan = net._fit_plan(X, y, **arguments)
+        if plan.optimizer == "lbfgs":
+            raise ValueError("optimizer='lbfgs' does not train over MPI ranks; use a step rule")
+    except Exception as e:  # noqa: BLE001 - every rank must hear of it before any raises
+        error = e
+    agree(comm, error)
+    _check_ranks_agree(comm, net, plan, sync_every)
+
+    counts = comm.allgather(len(plan.X))
+    n_total = sum(counts)
+    batch = n_total if plan.optimizer == "gd" else min(plan.batch_size, n_total)
+    n_steps = -(-n_total // batch)
+    run = plan.run
+    start = error = None
+    try:
+        if run is not None:
+            shards = comm.allgather(checkpoints.data_fingerprints(*plan.data_arrays()))
+            run.data = {"ranks": shards}
+            run.settings.update(ranks=size, sync_every=sync_every)
+            if arguments.get("resume") is not None:
+                start = run.resume(arguments["resume"], net)
+    except Exception as e:  # noqa: BLE001
+        error = e
+    agree(comm, error)
+
+    trainer = _DistributedTrainer(net, comm, MPI, plan, sync_every, n_steps, rank)
+    net._lock.train_acquire("fit")
+    try:
+        return trainer.run(start, verbose, callback)
+    except (FloatingPointError, RankError):
+        raise   # raised alike by every rank
+    except BaseException as e:
+        if size == 1:
+            raise
+        print(f"fastbp: rank {rank} of {size} stopped: {type(e).__name__}: {e}; aborting every "
+              "rank (the others wait in a collective it will not join)", file=sys.stderr,
+              flush=True)
+        comm.Abort(1)
+        raise   # not reached
+    finally:
+        net._lock.train_release()
+
+
+class _DistributedTrainer:
+    """The epoch loop of a distributed fit, with what it needs at hand."""
+
+    def __init__(self, net, comm, MPI, plan, sync_every, n_steps, rank):
+        self.net, self.comm, self.MPI, self.plan = net, comm, MPI, plan
+        self.sync_every, self.n_steps, self.rank = sync_every, n_steps, rank
+        self.size = comm.Get_size()
+        n_local = len(plan.X)
+        self.core = net._core_for(max(1, -(-n_local // n_steps)), plan.n_threads)
+        net._use_state(self.core, plan.rule)
+        self.n_params = net._layout.n_params
+        self.n_weights = net._layout.n_weights
+        # the allreduce buffer: the summed gradient, then the summed loss and weight
+        self.buffer = np.zeros(self.n_params + 2, dtype=net.dtype)
+        self.step = 0
+
+    # -- one epoch's chunks -----------------------------------------------------------
+    def chunks(self, epoch):
+        """This rank's rows for each step of the epoch: its shard in an order drawn from
+        (the network's shuffle seed, the rank, the epoch), split into n_steps parts."""
+        n_local = len(self.plan.X)
+        if self.plan.shuffle and self.plan.optimizer != "gd":
+            order = np.random.default_rng([self.net._shuffle_state, self.rank, epoch]).permutation(n_local)
+        else:
+            order = np.arange(n_local)
+        return np.array_split(order, self.n_steps)
+
+    def rows(self, rows):
+        p = self.plan
+        return (p.X[rows], None if p.labels is None else p.labels[rows],
+                None if p.targets is None else p.targets[rows],
+                None if p.weights is None else p.weights[rows])
+
+    def weight_of(self, rows, weights):
+        return float(len(rows)) if weights is None else float(weights.sum(dtype=np.float64))
+
+    # -- the synchronous step ---------------------------------------------------------
+    def synchronous_step(self, rows, lr):
+        """Backpropagate this rank's rows, add every rank's gradient (one allreduce),
+        apply the update; returns the step's summed loss and weight over all ranks."""
+        net, buf, n = self.net, self.buffer, self.n_params
+        grads = buf[:n]
+        if len(rows):
+            X, labels, targets, weights = self.rows(rows)
+            mean_loss = self.core.gradients(X, labels, targets, grads, weights)
+            weight = self.weight_of(rows, weights)
+            grads *= weight           # the summed gradient of this rank's rows
+            buf[n], buf[n + 1] = mean_loss * weight, weight
+        else:
+            buf[:] = 0
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        loss, weight = float(buf[n]), float(buf[n + 1])
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss became NaN or inf at update {self.step + 1}; training stopped on every "
+                "rank and the weights are those of the last finite step. Try a smaller lr or "
+                "scaling the inputs.")
+        if weight > 0:
+            grads /= weight
+        self.apply(grads, lr, weight)
+        return loss, weight
+
+    def apply(self, grads, lr, batch_weight):
+        """The rule's update of every parameter from the flat gradient (biases undecayed);
+        an update that overflows is undone and raised."""
+        net, rule, nw = self.net, self.plan.rule, self.n_weights
+        decay = rule.weight_decay
+        if rule.decay_on_sum:
+            decay = decay / batch_weight if batch_weight > 0 else 0.0
+        state = net._state if (rule.kind != _core.RULE_SGD or rule.momentum > 0) else None
+        before = (net._params.copy(), None if state is None else state.copy())
+        t = net._rule_steps + self.step + 1
+        bad = 0
+        with net._lock.writing:
+            for part, wd in ((slice(0, nw), decay), (slice(nw, None), 0.0)):
+                bad |= _core.update_raw(
+                    rule.kind, net._params[part], grads[part],
+                    None if state is None else state[0][part],
+                    None if state is None or len(state) < 2 else state[1][part],
+                    lr, rule.momentum, wd, rule.nesterov, rule.beta1, rule.beta2, rule.eps, t)
+            if bad:
+                net._params[...] = before[0]
+                if state is not None:
+                    state[...] = before[1]
+        if bad:
+            raise FloatingPointError(
+                f"an update overflowed the weights to NaN or inf at update {self.step + 1}; "
+                "training stopped on every rank and the weights are those of the last finite "
+                "step. Try a smaller lr or scaling the inputs.")
+
+    # -- local SGD --------------------------------------------------------------------
+    def local_step(self, rows, lr):
+        """One step of this rank alone on its rows; its summed loss and weight."""
+        if not len(rows):
+            return 0.0, 0.0
+        X, labels, targets, weights = self.rows(rows)
+        trainer = _core.Trainer()
+        self.plan.rule.set_on(trainer, lr, 0.0, self.step, self.net._rule_steps)
+        with self.net._lock.writing:
+            mean_loss = self.core.train_batch(trainer, X, labels, targets, weights)
+        if trainer.status != _core.STATUS_OK:
+            return float("nan"), 1.0   # every rank hears of it at the next average
+        weight = self.weight_of(rows, weights)
+        return mean_loss * weight, weight
+
+    def average(self, loss_weight):
+        """Average the ranks' weights (one allreduce, with the losses since the last
+        average riding along); returns the summed (loss, weight) over all ranks."""
+        net, n = self.net, self.n_params
+        buf = self.buffer
+        buf[:n] = net._params
+        buf[n], buf[n + 1] = loss_weight
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        loss, weight = float(buf[n]), float(buf[n + 1])
+        if not np.isfinite(loss) or not np.isfinite(buf[:n]).all():
+            raise FloatingPointError("a rank's loss or weights became NaN or inf between two "
+                                     "averages (local SGD); training stopped on every rank. Try "
+                                     "a smaller lr.")
+        with net._lock.writing:
+            np.divide(buf[:n], self.size, out=net._params)
+        return loss, weight
+
+    # -- validation -------------------------------------------------------------------
+    def validation_scores(self):
+        """The loss (and accuracy) over every rank's validation shard: one allreduce."""
+        X_val, labels, targets = self.plan.val
+        total, correct = self.core.evaluate(X_val, labels, targets)
+        sums = np.array([total, correct, len(X_val)], dtype=np.float64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, sums, op=self.MPI.SUM)
+        scores = {"loss": sums[0] / sums[2]}
+        if self.net.loss in ("cross_entropy", "binary_cross_entropy"):
+            scores["accuracy"] = sums[1] / sums[2]
+        return scores
+
+    # -- the epochs -------------------------------------------------------------------
+    def run(self, start, verbose, callback):
+        net, plan, sched = self.net, self.plan, self.plan.sched
+        hist, first_epoch = History(), 0
+        if start is not None:
+            hist = History(**start.history, stopped_early=start.stopped_early)
+            first_epoch = start.epochs_done
+            checkpoints.restore_schedule(sched, start.schedule)
+            net._shuffle_state = start.rng
+            net.n_updates_ = start.n_updates_base
+            net._rule_steps = start.rule_steps_base
+            self.step = start.step
+        n_updates_base, rule_steps_base = net.n_updates_, net._rule_steps
+        counts_steps = plan.rule.kind != _core.RULE_SGD
+        try:
+            for epoch in range(first_epoch, plan.epochs if not hist.stopped_early else first_epoch):
+                started = time.perf_counter()
+                lr0 = sched.epoch_lr(epoch)
+                loss_sum = weight_sum = 0.0
+                pending = [0.0, 0.0]   # local SGD: loss and weight since the last average
+                for i, rows in enumerate(self.chunks(epoch)):
+                    lr = lr0 / (1.0 + sched.per_update_decay * self.step)
+                    if self.sync_every is None:
+                        loss, weight = self.synchronous_step(rows, lr)
+                        loss_sum, weight_sum = loss_sum + loss, weight_sum + weight
+                    else:
+                        loss, weight = self.local_step(rows, lr)
+                        pending = [pending[0] + loss, pending[1] + weight]
+                        if (self.step + 1) % self.sync_every == 0 or i == self.n_steps - 1:
+                            loss, weight = self.average(pending)
+                            loss_sum, weight_sum = loss_sum + loss, weight_sum + weight
+                            pending = [0.0, 0.0]
+                    self.step += 1
+                    last_lr = lr
+                hist.epoch_seconds.append(time.perf_counter() - started)
+                hist.loss.append(loss_sum / weight_sum)
+                hist.lr.append(last_lr)
+                monitored = hist.loss[-1]
+                if plan.val is not None:
+                    scores = self.validation_scores()
+                    hist.val_loss.append(scores["loss"])
+                    if "accuracy" in scores:
+                        hist.val_accuracy.append(scores["accuracy"])
+                    monitored = scores["loss"]
+                if verbose and self.rank == 0:
+                    extra = f", val_loss {hist.val_loss[-1]:.4f}" if plan.val is not None else ""
+                    print(f"epoch {epoch + 1}/{plan.epochs}: loss {hist.loss[-1]:.4f}{extra}, "
+                          f"lr {hist.lr[-1]:.3g}, {hist.epoch_seconds[-1]:.2f} s ({self.size} ranks)",
+                          flush=True)
+                if callback is not None:
+                    callback(FitProgress(epoch + 1, plan.epochs, len(plan.X), len(plan.X),
+                                         hist.loss[-1], hist.epoch_seconds[-1], True, hist))
+                hist.stopped_early = sched.end_epoch(monitored)
+                run = plan.run
+                if run is not None and run.path is not None and (
+                        hist.stopped_early or epoch + 1 == plan.epochs or (epoch + 1) % run.every == 0):
+                    self.checkpoint(run, epoch + 1, n_updates_base, rule_steps_base, counts_steps,
+                                    hist)
+                if hist.stopped_early:
+                    break
+        finally:
+            hist.n_updates = self.step
+            # the next fit's orders: drawn afresh, alike on every rank
+            net._shuffle_state = int(np.random.default_rng(
+                [net._shuffle_state, self.size, self.step]).integers(1 << 63))
+            net.n_updates_ = n_updates_base + self.step
+            if counts_steps:
+                net._rule_steps = rule_steps_base + self.step
+        return hist
+
+    def checkpoint(self, run, epochs_done, n_updates_base, rule_steps_base, counts_steps, hist):
+        """Rank 0 writes the checkpoint (the weights are the same on every rank); every
+        rank learns whether it worked."""
+        error = None
+        if self.rank == 0:
+            try:
+                position = _Position(self.step, self.net._shuffle_state)
+                run.save(self.net, epochs_done, position, n_updates_base, rule_steps_base,
+                         counts_steps, self.plan.sched, hist)
+            except Exception as e:  # noqa: BLE001
+                error = e
+        agree(self.comm, error)
+
+
+class _Position:
+    """What a checkpoint reads of a trainer: the updates done and the shuffle state
+    (over MPI each epoch's order comes from the seed, the rank and the epoch)."""
+
+    def __init__(self, step, rng):
+        self.step, self.rng = step, rng
