@@ -201,6 +201,22 @@ def resolve_train_settings(args):
     return settings
 
 
+def mpi_world():
+    """MPI.COMM_WORLD, for --distributed; UsageError without mpi4py."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise UsageError("--distributed needs mpi4py and an MPI: pip install 'fastbp[mpi]', "
+                         "then run it under mpiexec -n N") from None
+    return MPI.COMM_WORLD
+
+
+def shard(a, rank, n_ranks):
+    """Rank's part of a, contiguous rows, the parts' sizes differing by at most one."""
+    bounds = np.linspace(0, len(a), n_ranks + 1).round().astype(int)
+    return a[bounds[rank]:bounds[rank + 1]]
+
+
 def cmd_train(args, out):
     s = resolve_train_settings(args)
     threads = {} if args.threads is None else {"n_threads": args.threads}
@@ -225,6 +241,15 @@ def cmd_train(args, out):
         val_name = "val"
     else:
         X_val, y_val, val_name = X_test, y_test, "test"   # reported only, never used to train
+    comm, rank, n_ranks = None, 0, 1
+    if args.distributed:
+        comm = mpi_world()
+        rank, n_ranks = comm.Get_rank(), comm.Get_size()
+        if rank != 0:   # rank 0 speaks and writes for all
+            out = open(os.devnull, "w")
+        X, y = shard(X, rank, n_ranks), shard(y, rank, n_ranks)
+        if s["val_size"]:   # the validation scores are summed over the ranks' parts
+            X_val, y_val = shard(X_val, rank, n_ranks), shard(y_val, rank, n_ranks)
     X = X.astype(s["dtype"], copy=False)
     try:
         net = Network(sizes, activation=s["activation"], loss="cross_entropy", dtype=s["dtype"],
@@ -235,8 +260,9 @@ def cmd_train(args, out):
         raise UsageError(str(e)) from None
 
     recipe = f" (recipe {args.recipe})" if args.recipe else ""
+    ranks = f" over {n_ranks} MPI ranks (rank 0's shard: {len(X)})" if comm is not None else ""
     print(f"fastbp {__version__}: training {'-'.join(map(str, sizes))} {s['activation']} on "
-          f"{args.dataset}{recipe}: {len(X)} train, {len(X_val)} {val_name} images; {s['optimizer']} "
+          f"{args.dataset}{recipe}{ranks}: {len(X)} train, {len(X_val)} {val_name} images; {s['optimizer']} "
           + ("(full batch) " if s["optimizer"] == "lbfgs" else f"lr {s['lr']:g} ")
           + (f"betas ({s['beta1']:g}, {s['beta2']:g}) eps {s['eps']:g} " if s["optimizer"] in ADAM_OPTIMIZERS
              else "" if s["optimizer"] == "lbfgs" else f"momentum {s['momentum']:g} ")
@@ -255,6 +281,8 @@ def cmd_train(args, out):
             progress.update(p.epoch, p.epochs, p.samples, p.n_samples, p.seconds, p.loss)
             return
         progress.clear()
+        if rank != 0:
+            return
         train_acc = net.evaluate(X[:TRAIN_ACCURACY_ROWS], y[:TRAIN_ACCURACY_ROWS])["accuracy"]
         val = net.evaluate(X_val, y_val)
         lr = p.history.lr[-1] if p.history.lr else None   # (L-BFGS has none)
@@ -278,11 +306,14 @@ def cmd_train(args, out):
                    decay=s["decay"], step_size=s["step_size"], gamma=s["gamma"],
                    validation_data=(X_val, y_val) if s["val_size"] else None, callback=report,
                    checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                   resume=args.resume)
+                   resume=args.resume, comm=comm,
+                   **({} if args.sync_every is None else {"sync_every": args.sync_every}))
     if hist.stopped_early:
         print(f"stopped early: the loss did not improve by {s['tol']} for 5 epochs", file=out)
     updates, train_seconds = hist.n_updates, sum(hist.epoch_seconds)
 
+    if rank != 0:   # the weights are rank 0's; it reports and saves them
+        return 0
     test = net.evaluate(X_test, y_test)
     us_per_update = 1e6 * train_seconds / max(updates, 1)
     print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}  "
@@ -540,6 +571,12 @@ def build_parser():
                         "after every --checkpoint-every epochs, for --resume")
     t.add_argument("--checkpoint-every", dest="checkpoint_every", type=positive(int), default=1,
                    metavar="N", help="epochs between checkpoints (default 1)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run under mpiexec -n N; each rank trains on its "
+                        "shard of the images, rank 0 prints and saves (pip install 'fastbp[mpi]')")
+    t.add_argument("--sync-every", dest="sync_every", type=positive(int), metavar="K",
+                   help="with --distributed: local SGD, the ranks average their weights every K "
+                        "steps instead of adding gradients every step")
     t.add_argument("--resume", metavar="RUN.ckpt",
                    help="continue the run a --checkpoint wrote (the same flags and data)")
     t.add_argument("--plot", metavar="RUN.png", help="loss and accuracy per epoch")
