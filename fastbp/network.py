@@ -347,6 +347,14 @@ class Network:
         data or arguments differ is refused, naming what differs.
         `fastbp.load(path)` gives a checkpoint's network.
 
+        ``comm`` (an mpi4py communicator, e.g. ``MPI.COMM_WORLD``) trains data-parallel
+        over MPI ranks: every rank calls fit with its own shard of X, y and the same
+        arguments and seed; ``batch_size`` is the global batch, split across the ranks;
+        each step one allreduce adds the ranks' gradients and every rank applies the
+        same update, so the weights are the same bits on every rank
+        (fastbp/distributed.py). ``sync_every=k`` instead lets each rank step alone and
+        averages the weights every k steps (local SGD).
+
         ``schedule`` sets lr_t (see `fastbp.optim.Schedule`: ``decay`` for
         "invscaling", ``step_size`` and ``gamma`` for "step"). The monitored loss is
         the validation loss when ``validation_data=(X_val, y_val)`` is given, else the
