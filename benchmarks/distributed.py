@@ -59,7 +59,7 @@ def step_time(compute, overhead, n_bytes, P, bandwidth, latency=LATENCY, every=1
     """
     if P == 1:
         return compute + overhead
-    comm = 2 * (P - 1) / P * n_bytes / bandwidth + latency * np.log2(P)
+    comm = 2 * (P - 1) / P * n_bytes / bandwidth + latency * float(np.log2(P))
     return compute + overhead + comm / every
 
 

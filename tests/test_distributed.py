@@ -291,3 +291,26 @@ def test_import_fastbp_and_training_without_comm_never_import_mpi4py(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastbp.__file__))]
                                         + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
+
+
+def test_the_scaling_model_plots_from_measurements(tmp_path):
+    pytest.importorskip("matplotlib")
+    import doctest
+    import importlib.util
+    from conftest import REPO_ROOT
+    spec = importlib.util.spec_from_file_location("distributed_bench",
+                                                  REPO_ROOT / "benchmarks" / "distributed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert doctest.testmod(bench).failed == 0
+    jobs = [{"batch": b, "ranks": r, "threads": 1, "distributed": d, "sync_every": None,
+             "epoch_seconds": [s]}
+            for b, r, d, s in ((32, 1, False, 1.0), (32, 1, True, 1.5))]
+    costs = {net: [(rows, 1e-5 * rows + 2e-5) for rows in (1, 32, 512, 2048)] for net in bench.NETS}
+    measured = tmp_path / "m.json"
+    measured.write_text(json.dumps({"jobs": jobs, "step_costs": costs}))
+    assert bench.overhead_of(json.loads(measured.read_text())) == pytest.approx(0.5 / 1875)
+    bench.main(["--plot", str(tmp_path / "model.png"), "--from", str(measured)])
+    assert (tmp_path / "model.png").stat().st_size > 10000
+    # more nodes never buy less communication: the modelled step grows past the compute
+    assert bench.step_time(0.0, 0.0, 8e5, 64, 1.25e9) > bench.step_time(0.0, 0.0, 8e5, 2, 1.25e9)
