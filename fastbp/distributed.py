@@ -12,8 +12,9 @@ bits on every rank after every step. MPI's reduction algorithms are chosen by me
 size and rank count, not by timing, so a run is bit-reproducible for a given number of
 ranks (and any thread count).
 
-``sync_every=k`` is local SGD: each rank steps on its own chunks (its optimizer state its
-own) and the ranks average their weights every k steps and at each epoch's end.
+``sync_every=k`` is local SGD: each rank steps on its own chunks and the ranks average
+their weights and optimizer states (velocities, Adam's moments) every k steps and at
+each epoch's end, after which they hold the same bits again.
 
 Errors: whatever one rank finds wrong before training (its data, its arguments) every
 rank learns in one collective, and every rank raises; the rank that found it names
@@ -161,6 +162,7 @@ class _DistributedTrainer:
         self.n_weights = net._layout.n_weights
         # the allreduce buffer: the summed gradient, then the summed loss and weight
         self.buffer = np.zeros(self.n_params + 2, dtype=net.dtype)
+        self.sync_buffer = None   # local SGD: the weights and the optimizer state, and the loss
         self.step = 0
 
     # -- one epoch's chunks -----------------------------------------------------------
@@ -253,20 +255,26 @@ class _DistributedTrainer:
         return mean_loss * weight, weight
 
     def average(self, loss_weight):
-        """Average the ranks' weights (one allreduce, with the losses since the last
-        average riding along); returns the summed (loss, weight) over all ranks."""
+        """Average the ranks' weights and optimizer states (one allreduce, with the
+        losses since the last average riding along), so that after it every rank holds
+        the same bits; returns the summed (loss, weight) over all ranks."""
         net, n = self.net, self.n_params
-        buf = self.buffer
-        buf[:n] = net._params
-        buf[n], buf[n + 1] = loss_weight
+        parts = [net._params] + ([] if net._state is None else list(net._state))
+        if self.sync_buffer is None or len(self.sync_buffer) != len(parts) * n + 2:
+            self.sync_buffer = np.zeros(len(parts) * n + 2, dtype=net.dtype)
+        buf = self.sync_buffer
+        for k, part in enumerate(parts):
+            buf[k * n:(k + 1) * n] = part
+        buf[-2], buf[-1] = loss_weight
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
-        loss, weight = float(buf[n]), float(buf[n + 1])
-        if not np.isfinite(loss) or not np.isfinite(buf[:n]).all():
+        loss, weight = float(buf[-2]), float(buf[-1])
+        if not np.isfinite(loss) or not np.isfinite(buf).all():
             raise FloatingPointError("a rank's loss or weights became NaN or inf between two "
                                      "averages (local SGD); training stopped on every rank. Try "
                                      "a smaller lr.")
         with net._lock.writing:
-            np.divide(buf[:n], self.size, out=net._params)
+            for k, part in enumerate(parts):
+                np.divide(buf[k * n:(k + 1) * n], self.size, out=part)
         return loss, weight
 
     # -- validation -------------------------------------------------------------------

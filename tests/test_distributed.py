@@ -314,3 +314,16 @@ def test_the_scaling_model_plots_from_measurements(tmp_path):
     assert (tmp_path / "model.png").stat().st_size > 10000
     # more nodes never buy less communication: the modelled step grows past the compute
     assert bench.step_time(0.0, 0.0, 8e5, 64, 1.25e9) > bench.step_time(0.0, 0.0, 8e5, 2, 1.25e9)
+
+
+def test_local_sgd_ranks_agree_after_each_fit_so_fit_can_be_called_again(tmp_path):
+    run_ranks(tmp_path, 3, """
+        net = fastbp.Network([10, 16, 3], seed=1)
+        for _ in range(3):   # each call checks that the ranks start alike
+            h = net.fit(X, y, optimizer="adam", lr=0.01, batch_size=16, epochs=1, sync_every=4,
+                        comm=comm)
+        save(net, loss=h.loss)
+    """)
+    params, info = results(tmp_path, 3)
+    for r in (1, 2):
+        np.testing.assert_array_equal(params[r], params[0])
