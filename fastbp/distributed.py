@@ -41,6 +41,14 @@ from ._validation import check_positive
 from .network import ADAM_RULES, FitProgress, History
 
 
+SNAPSHOT_STEPS = 64   # synchronous steps between copies of the weights (an overflow replays
+                      # from the last copy: a copy per step would cost more than the update)
+
+
+class _Overflow(Exception):
+    """An update made a weight NaN or inf (every rank's update is the same)."""
+
+
 class RankError(ValueError):
     """What every rank raises when some rank cannot train (its data or arguments)."""
 
@@ -213,13 +221,12 @@ class _DistributedTrainer:
 
     def apply(self, grads, lr, batch_weight):
         """The rule's update of every parameter from the flat gradient (biases undecayed);
-        an update that overflows is undone and raised."""
+        _Overflow if an updated value is NaN or inf (the same on every rank)."""
         net, rule, nw = self.net, self.plan.rule, self.n_weights
         decay = rule.weight_decay
         if rule.decay_on_sum:
             decay = decay / batch_weight if batch_weight > 0 else 0.0
         state = net._state if (rule.kind != _core.RULE_SGD or rule.momentum > 0) else None
-        before = (net._params.copy(), None if state is None else state.copy())
         t = net._rule_steps + self.step + 1
         bad = 0
         with net._lock.writing:
@@ -229,15 +236,27 @@ class _DistributedTrainer:
                     None if state is None else state[0][part],
                     None if state is None or len(state) < 2 else state[1][part],
                     lr, rule.momentum, wd, rule.nesterov, rule.beta1, rule.beta2, rule.eps, t)
-            if bad:
-                net._params[...] = before[0]
-                if state is not None:
-                    state[...] = before[1]
         if bad:
-            raise FloatingPointError(
-                f"an update overflowed the weights to NaN or inf at update {self.step + 1}; "
-                "training stopped on every rank and the weights are those of the last finite "
-                "step. Try a smaller lr or scaling the inputs.")
+            raise _Overflow()
+
+    def snapshot(self, i, sums):
+        """What replay_to goes back to: the weights and state before step i of the epoch."""
+        net = self.net
+        self.saved = (i, self.step, sums, net._params.copy(),
+                      None if net._state is None else net._state.copy())
+
+    def replay_to(self, i, chunks, lr0):
+        """After step i of the epoch overflowed the weights (on every rank alike): back
+        to the snapshot, then the steps before i again, which end where step i began."""
+        net, sched = self.net, self.plan.sched
+        first, self.step, sums, params, state = self.saved
+        with net._lock.writing:
+            net._params[...] = params
+            if state is not None:
+                net._state[...] = state
+        for j in range(first, i):
+            self.synchronous_step(chunks[j], lr0 / (1.0 + sched.per_update_decay * self.step))
+            self.step += 1
 
     # -- local SGD --------------------------------------------------------------------
     def local_step(self, rows, lr):
@@ -309,10 +328,21 @@ class _DistributedTrainer:
                 lr0 = sched.epoch_lr(epoch)
                 loss_sum = weight_sum = 0.0
                 pending = [0.0, 0.0]   # local SGD: loss and weight since the last average
-                for i, rows in enumerate(self.chunks(epoch)):
+                chunks = self.chunks(epoch)
+                for i, rows in enumerate(chunks):
                     lr = lr0 / (1.0 + sched.per_update_decay * self.step)
                     if self.sync_every is None:
-                        loss, weight = self.synchronous_step(rows, lr)
+                        if i % SNAPSHOT_STEPS == 0:
+                            self.snapshot(i, (loss_sum, weight_sum))
+                        try:
+                            loss, weight = self.synchronous_step(rows, lr)
+                        except _Overflow:
+                            self.replay_to(i, chunks, lr0)
+                            raise FloatingPointError(
+                                f"an update overflowed the weights to NaN or inf at update "
+                                f"{self.step + 1}; training stopped on every rank and the weights "
+                                "are those of the last finite step. Try a smaller lr or scaling "
+                                "the inputs.") from None
                         loss_sum, weight_sum = loss_sum + loss, weight_sum + weight
                     else:
                         loss, weight = self.local_step(rows, lr)

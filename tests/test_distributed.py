@@ -327,3 +327,48 @@ def test_local_sgd_ranks_agree_after_each_fit_so_fit_can_be_called_again(tmp_pat
     params, info = results(tmp_path, 3)
     for r in (1, 2):
         np.testing.assert_array_equal(params[r], params[0])
+
+
+def test_an_overflow_mid_epoch_leaves_the_weights_of_the_step_before(monkeypatch):
+    mpiexec()   # (mpi4py present)
+    from mpi4py import MPI
+    from fastbp import _core
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((792, 10)), rng.integers(0, 3, 792)   # 99 steps of 8
+    settings = dict(optimizer="adam", lr=0.01, batch_size=8, shuffle=False)
+    real, calls = _core.update_raw, []
+
+    def overflow_at_step_169(*args, **kwargs):   # two calls a step: weights, then biases
+        calls.append(1)
+        bad = real(*args, **kwargs)
+        return 1 if len(calls) == 2 * 169 else bad
+
+    net = fastbp.Network([10, 16, 3], seed=1)
+    monkeypatch.setattr(_core, "update_raw", overflow_at_step_169)
+    with pytest.raises(FloatingPointError, match="at update 169"):
+        net.fit(X, y, epochs=3, comm=MPI.COMM_SELF, **settings)
+    monkeypatch.setattr(_core, "update_raw", real)
+    assert net.n_updates_ == 168
+    expected = fastbp.Network([10, 16, 3], seed=1)
+    expected.fit(X, y, epochs=1, comm=MPI.COMM_SELF, **settings)           # 99 steps
+    expected.fit(X[:69 * 8], y[:69 * 8], epochs=1, comm=MPI.COMM_SELF, **settings)   # 69 more
+    np.testing.assert_array_equal(net._params, expected._params)
+    np.testing.assert_array_equal(net._state, expected._state)
+
+
+def test_an_overflowing_update_stops_every_rank_at_the_last_finite_step(tmp_path):
+    run_ranks(tmp_path, 2, """
+        Xh = X * 1e3
+        net = fastbp.Network([10, 16, 3], seed=1)
+        steps = []
+        try:
+            net.fit(Xh, y, lr=1e30, batch_size=8, epochs=3, comm=comm)
+        except FloatingPointError as e:
+            steps.append(str(e))
+        save(net, error=steps, n_updates=net.n_updates_)
+    """)
+    params, info = results(tmp_path, 2)
+    assert "overflowed the weights" in info[0]["error"][0] or "NaN or inf" in info[0]["error"][0]
+    assert info[0] == info[1]
+    np.testing.assert_array_equal(params[0], params[1])
+    assert np.isfinite(params[0]).all()
