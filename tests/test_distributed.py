@@ -372,3 +372,22 @@ def test_an_overflowing_update_stops_every_rank_at_the_last_finite_step(tmp_path
     assert info[0] == info[1]
     np.testing.assert_array_equal(params[0], params[1])
     assert np.isfinite(params[0]).all()
+
+
+def test_the_script_in_docs_distributed_md_runs_under_mpiexec(tmp_path):
+    import re
+    from conftest import REPO_ROOT, mnist_dir
+    data = mnist_dir()
+    text = (REPO_ROOT / "docs" / "distributed.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    assert "comm=comm" in code and "epochs=5" in code
+    (tmp_path / "train.py").write_text(code.replace("epochs=5", "epochs=1"))
+    env = dict(os.environ, FASTBP_DATA=data)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastbp.__file__))]
+                                        + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    subprocess.run([mpiexec(), "-n", "2", sys.executable, "train.py"], check=True, env=env,
+                   cwd=tmp_path, timeout=MPI_TIMEOUT)
+    net = fastbp.load(tmp_path / "mnist.fbp")
+    from fastbp.datasets import load_mnist
+    X, y = load_mnist(data, "test")
+    assert net.evaluate(X / np.float32(255), y)["accuracy"] > 0.9
