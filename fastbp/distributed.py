@@ -138,8 +138,19 @@ def fit(net, comm, sync_every, X, y, verbose=False, callback=None, **arguments):
         error = e
     agree(comm, error)
 
-    trainer = _DistributedTrainer(net, comm, MPI, plan, sync_every, n_steps, rank)
-    net._lock.train_acquire("fit")
+    acquired = False
+    try:   # (another thread of some rank may be training this network)
+        net._lock.train_acquire("fit")
+        acquired = True
+        trainer = _DistributedTrainer(net, comm, MPI, plan, sync_every, n_steps, rank)
+    except Exception as e:  # noqa: BLE001
+        error = e
+    try:
+        agree(comm, error)
+    except BaseException:
+        if acquired:
+            net._lock.train_release()
+        raise
     try:
         return trainer.run(start, verbose, callback)
     except (FloatingPointError, RankError):
