@@ -61,6 +61,17 @@ class ResumePoint:
     stopped_early: bool
     history: dict             # field -> list
 
+    def continue_in(self, net, sched):
+        """Put the run's counters, shuffle and schedule state into net and sched; the
+        History so far and the epoch to go on from."""
+        from .network import History   # (network imports this module)
+        history = History(**self.history, stopped_early=self.stopped_early)
+        restore_schedule(sched, self.schedule)
+        net._shuffle_state = self.rng
+        net.n_updates_ = self.n_updates_base
+        net._rule_steps = self.rule_steps_base
+        return history, self.epochs_done
+
 
 class RunCheckpoints:
     """fit's side of checkpointing: the run's identity (settings, data) and where and
@@ -71,6 +82,12 @@ class RunCheckpoints:
         self.every = every
         self.settings = settings
         self.data = data
+
+    def due(self, epochs_done, epochs, stopped_early):
+        """Whether a checkpoint is written after this epoch: every `every` epochs and
+        after the last one of the run."""
+        return self.path is not None and (stopped_early or epochs_done == epochs
+                                          or epochs_done % self.every == 0)
 
     def save(self, net, epochs_done, trainer, n_updates_base, rule_steps_base, counts_steps, sched,
              hist):

@@ -322,14 +322,8 @@ class _DistributedTrainer:
     # -- the epochs -------------------------------------------------------------------
     def run(self, start, verbose, callback):
         net, plan, sched = self.net, self.plan, self.plan.sched
-        hist, first_epoch = History(), 0
+        hist, first_epoch = (History(), 0) if start is None else start.continue_in(net, sched)
         if start is not None:
-            hist = History(**start.history, stopped_early=start.stopped_early)
-            first_epoch = start.epochs_done
-            checkpoints.restore_schedule(sched, start.schedule)
-            net._shuffle_state = start.rng
-            net.n_updates_ = start.n_updates_base
-            net._rule_steps = start.rule_steps_base
             self.step = start.step
         n_updates_base, rule_steps_base = net.n_updates_, net._rule_steps
         counts_steps = plan.rule.kind != _core.RULE_SGD
@@ -384,8 +378,7 @@ class _DistributedTrainer:
                                          hist.loss[-1], hist.epoch_seconds[-1], True, hist))
                 hist.stopped_early = sched.end_epoch(monitored)
                 run = plan.run
-                if run is not None and run.path is not None and (
-                        hist.stopped_early or epoch + 1 == plan.epochs or (epoch + 1) % run.every == 0):
+                if run is not None and run.due(epoch + 1, plan.epochs, hist.stopped_early):
                     self.checkpoint(run, epoch + 1, n_updates_base, rule_steps_base, counts_steps,
                                     hist)
                 if hist.stopped_early:

@@ -468,14 +468,7 @@ class Network:
         batch = n if optimizer == "gd" else min(batch_size, n)
         core = self._core_for(batch, n_threads)
         self._use_state(core, rule)
-        hist, first_epoch = History(), 0
-        if start is not None:
-            hist = History(**start.history, stopped_early=start.stopped_early)
-            first_epoch = start.epochs_done
-            checkpoints.restore_schedule(sched, start.schedule)
-            self._shuffle_state = start.rng
-            self.n_updates_ = start.n_updates_base
-            self._rule_steps = start.rule_steps_base
+        hist, first_epoch = (History(), 0) if start is None else start.continue_in(self, sched)
         n_updates_base, rule_steps_base = self.n_updates_, self._rule_steps
         trainer = _core.Trainer(X, labels, targets, batch, bool(shuffle) and optimizer != "gd",
                                 self._shuffle_state, weights)
@@ -520,8 +513,7 @@ class Network:
                     callback(FitProgress(epoch + 1, epochs, n, n, hist.loss[-1],
                                          hist.epoch_seconds[-1], True, hist))
                 hist.stopped_early = sched.end_epoch(monitored)
-                if run is not None and run.path is not None and (
-                        hist.stopped_early or epoch + 1 == epochs or (epoch + 1) % run.every == 0):
+                if run is not None and run.due(epoch + 1, epochs, hist.stopped_early):
                     run.save(self, epoch + 1, trainer, n_updates_base, rule_steps_base,
                              rule.kind != _core.RULE_SGD, sched, hist)
                 if hist.stopped_early:
