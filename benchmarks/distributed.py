@@ -81,6 +81,18 @@ def mnist(path):
     return (X / np.float32(255)).astype(np.float32), y.astype(np.int32)
 
 
+def median_seconds(call, before=None, rounds=200):
+    """The median time of call() over rounds, before() (a barrier) run untimed first."""
+    times = []
+    for _ in range(rounds):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def worker(args):
     """One rank of an mpiexec job (or a plain process with --ranks 0): prints JSON."""
     import fastbp
@@ -110,31 +122,16 @@ def worker(args):
     if comm is not None and size > 1 and args.sync_every is None:
         from mpi4py import MPI
         buf = np.zeros(net._layout.n_params + 2, np.float32)
-        times = []
-        for _ in range(200):
-            comm.Barrier()
-            start = time.perf_counter()
-            comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-            times.append(time.perf_counter() - start)
         small = np.zeros(2, np.float64)
-        small_times = []
-        for _ in range(200):
-            comm.Barrier()
-            start = time.perf_counter()
-            comm.Allreduce(MPI.IN_PLACE, small, op=MPI.SUM)
-            small_times.append(time.perf_counter() - start)
         core = net._core_for(args.batch // size, args.threads)
         rows = np.arange(args.batch // size)
         grads = np.zeros(net._layout.n_params, np.float32)
-        compute = []
-        for _ in range(200):
-            start = time.perf_counter()
-            core.gradients(X[rows], y[rows], None, grads)
-            compute.append(time.perf_counter() - start)
-        report.update(allreduce_seconds=statistics.median(times),
-                      allreduce_small_seconds=statistics.median(small_times),
-                      allreduce_bytes=int(buf.nbytes),
-                      backprop_seconds=statistics.median(compute))
+        times = median_seconds(lambda: comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM), comm.Barrier)
+        small_times = median_seconds(lambda: comm.Allreduce(MPI.IN_PLACE, small, op=MPI.SUM),
+                                     comm.Barrier)
+        compute = median_seconds(lambda: core.gradients(X[rows], y[rows], None, grads))
+        report.update(allreduce_seconds=times, allreduce_small_seconds=small_times,
+                      allreduce_bytes=int(buf.nbytes), backprop_seconds=compute)
     if rank == 0:
         print(json.dumps(report), flush=True)
 
