@@ -115,6 +115,9 @@ def test_every_rank_holds_the_same_bits_and_a_rerun_repeats_them(tmp_path, n, ru
             digests.append(hashlib.sha256(net._params.tobytes()).hexdigest())
         h = net.fit(X, y, optimizer=optimizer, lr=0.01, batch_size=16, epochs=4, comm=comm,
                     callback=each_epoch, **extra)
+        # and step by step: a global batch of all samples makes each epoch one step
+        net.fit(X, y, optimizer=optimizer, lr=0.01, batch_size=301, epochs=5, comm=comm,
+                callback=each_epoch, schedule="invscaling", decay=0.1, **extra)
         save(net, loss=h.loss, digests=digests, n_updates=h.n_updates)
     """
     kind = rule.split()[0]
@@ -122,7 +125,7 @@ def test_every_rank_holds_the_same_bits_and_a_rerun_repeats_them(tmp_path, n, ru
     first, info = results(tmp_path, n)
     for r in range(1, n):
         np.testing.assert_array_equal(first[r], first[0])
-        assert info[r]["digests"] == info[0]["digests"]
+        assert info[r]["digests"] == info[0]["digests"] and len(info[0]["digests"]) == 9
         assert info[r]["loss"] == info[0]["loss"]
     assert info[0]["n_updates"] == 4 * -(-301 // 16)
     run_ranks(tmp_path, n, body, kind, 2)     # again, with two threads per rank
