@@ -1,52 +1,59 @@
 """scikit-learn estimators whose training runs in fastbp's C core.
 
-`MLPClassifier` and `MLPRegressor` take scikit-learn's parameter names and meanings
-for its SGD solver, so they drop into pipelines and searches in place of
-`sklearn.neural_network.MLPClassifier` / `MLPRegressor`:
+`MLPClassifier` and `MLPRegressor` take scikit-learn's parameters, defaults and
+meanings (solvers "adam", "sgd" and "lbfgs", ``sample_weight``, sparse X), so they
+drop into pipelines and searches in place of `sklearn.neural_network.MLPClassifier` /
+`MLPRegressor`:
 
     from fastbp.sklearn import MLPClassifier
-    clf = MLPClassifier(hidden_layer_sizes=(256,), batch_size=64, max_iter=5)
+    clf = MLPClassifier(hidden_layer_sizes=(256,), max_iter=5)
     clf.fit(X_train, y_train).score(X_test, y_test)
 
 This module imports scikit-learn; ``import fastbp`` does not import this module.
 
-How scikit-learn's SGD maps onto `fastbp.Network.fit` (one call per epoch):
+How scikit-learn's training maps onto `fastbp.Network.fit` (one call per epoch for
+the stochastic solvers, one call for L-BFGS):
 
-- The velocity update differs only in where lr is applied: scikit-learn keeps
-  v <- momentum * v - lr * g, fastbp keeps v <- momentum * v + g and steps by lr * v.
-  At a fixed lr the steps are identical; when the lr changes between epochs
-  ("invscaling", "adaptive") the stored velocity is rescaled by lr_old / lr_new,
-  so the steps stay identical then too.
+- Precision: the network computes in X's precision, float32 for float32 X and float64
+  otherwise, as scikit-learn does (``coefs_`` have X's dtype).
 - ``alpha``: scikit-learn adds alpha * W to the summed-loss gradient and divides by
-  the batch's size, i.e. a weight decay of alpha / batch_size on the mean-loss
-  gradient, weights only. fastbp applies one decay to every batch of an epoch, so
-  the last, smaller batch of an epoch uses alpha / batch_size where scikit-learn
-  uses alpha / (its size).
-- ``learning_rate="invscaling"``: scikit-learn sets lr = learning_rate_init /
-  (t + 1) ** power_t at the end of each epoch, t = samples seen; the same rule is
-  applied here between epochs (fastbp's own per-update "invscaling" is not used).
-- Regression: fastbp's "mse" is the mean over outputs of (yhat - y)², scikit-learn's
-  the half squared error; lr and decay are rescaled so the steps are the same, and
-  ``loss_`` is reported on scikit-learn's scale.
-- Binary classification: scikit-learn uses one logistic output; here the network has
-  two softmax outputs started as (-w/2, w/2), the same model (p = sigmoid(w·h + b)),
-  so ``coefs_[-1]`` has one column and ``predict_proba`` two, as in scikit-learn.
-  The two columns get opposite gradients, so the logit's weights move at twice
-  scikit-learn's step.
-- ``loss_`` adds scikit-learn's penalty, alpha / (2 * batch) * Σ‖W‖² per batch,
-  with the mean of Σ‖W‖² at the epoch's start and end standing for each batch's
-  (scikit-learn uses the weights before each batch's step).
+  the batch's size (with sample weights, by the batch's weight sum), i.e. a weight
+  decay of alpha / batch_size on the mean-loss gradient, weights only. fastbp applies
+  one decay to every batch of an epoch: alpha / (batch_size * mean sample weight),
+  exact for whole batches of unweighted data and for full batches.
+- SGD momentum: scikit-learn keeps v <- momentum * v - lr * g, fastbp v <- momentum * v
+  + g and steps by lr * v. At a fixed lr the steps are identical; when the lr changes
+  between epochs ("invscaling", "adaptive") the stored velocity is rescaled by
+  lr_old / lr_new, so the steps stay identical then too.
+- Adam is fastbp's "adam_sklearn" rule, scikit-learn's AdamOptimizer in C.
+- ``learning_rate="invscaling"`` (SGD): lr = learning_rate_init / (t + 1) ** power_t
+  at the end of each epoch, t = samples seen, as scikit-learn does.
+- L-BFGS: `Network.fit(optimizer="lbfgs")`, scipy's L-BFGS-B on the full-batch
+  objective with scikit-learn's options (maxiter, maxfun, gtol).
+- Squared error: fastbp's "mse" is the mean over outputs of (yhat - y)², scikit-learn's
+  gradient that of the half squared error summed over outputs; the gradient's scale
+  is absorbed in lr, decay, Adam's epsilon and L-BFGS's gtol, so the steps are the
+  same, and ``loss_`` is reported on scikit-learn's scale.
+- Binary classification: one logistic output (``coefs_[-1]`` has one column), as in
+  scikit-learn; multi-label y (an indicator matrix): one logistic output per label.
+- ``loss_`` of the stochastic solvers adds scikit-learn's penalty, alpha / (2 * batch)
+  * Σ‖W‖² per batch, with the mean of Σ‖W‖² at the epoch's start and end standing for
+  each batch's (scikit-learn uses the weights before each batch's step).
 """
 import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse
+from scipy.special import xlogy
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import r2_score
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 try:  # scikit-learn >= 1.6
@@ -54,17 +61,23 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     _sklearn_validate_data = None
 
-from ._validation import check_choice, check_dtype, check_integer, check_real
+from ._validation import check_choice, check_integer, check_real
 from .network import Network
 
 # scikit-learn's hidden activation names -> fastbp's
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-SOLVERS = ("sgd", "gd")
+SOLVERS = ("adam", "sgd", "lbfgs", "gd")
+STOCHASTIC_SOLVERS = ("adam", "sgd", "gd")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
+# MLPRegressor's loss -> (fastbp's loss, out_activation_)
+REGRESSION_LOSSES = {"squared_error": ("mse", "identity"), "poisson": ("poisson", "exp")}
 AUTO_BATCH = 200            # batch_size="auto" is min(200, n_samples), as in scikit-learn
 ADAPTIVE_DIVISOR = 5.0      # "adaptive" divides lr by this when progress stalls
 ADAPTIVE_MIN_LR = 1e-6      # ... and stops once lr is at or below this
-
+# Sparse X is densified this many values at a time (32 MB in float64): a whole number
+# of batches, so the batches are those of the dense array.
+SPARSE_BLOCK_VALUES = 1 << 22
+INPUT_DTYPES = (np.float64, np.float32)   # kept as given; anything else becomes float64
 
 
 def expected_failed_checks(estimator):
@@ -72,18 +85,10 @@ def expected_failed_checks(estimator):
     for this estimator, each with the reason.
 
     >>> from fastbp.sklearn import MLPRegressor, expected_failed_checks
-    >>> sorted(expected_failed_checks(MLPRegressor(dtype="float64")))
+    >>> sorted(expected_failed_checks(MLPRegressor()))
     []
     """
-    failing = {}
-    if check_dtype(getattr(estimator, "dtype", "float32")) == np.float32:
-        failing["check_methods_subset_invariance"] = (
-            "float32 arithmetic: the C kernels may sum a row's products in a different order "
-            "depending on the other rows of the batch, so a prediction made on a subset can "
-            "differ in the last bit (about 1e-7 relative), above this check's rtol=1e-7; "
-            "with dtype='float64' the check passes")
-    return failing
-
+    return {}
 
 
 def _validate_data(estimator, X, y="no_validation", reset=True, **kwargs):
@@ -94,12 +99,38 @@ def _validate_data(estimator, X, y="no_validation", reset=True, **kwargs):
     return estimator._validate_data(X, y, reset=reset, **kwargs)  # pragma: no cover
 
 
-def _result_dtype(X):
-    """Predictions come back in X's precision, as scikit-learn's do: float32 for
-    float32 input, float64 otherwise (the network's dtype sets the arithmetic)."""
-    return np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
+def _checked_sample_weight(sample_weight, n_samples, dtype):
+    """sample_weight as a 1-D float array of n_samples non-negative finite weights, not
+    all zero (None stays None)."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight)
+    try:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"sample_weight must be an array of numbers, got "
+                        f"{type(sample_weight).__name__}") from None
+    if weights.ndim != 1 or len(weights) != n_samples:
+        raise ValueError(f"sample_weight must have shape ({n_samples},), one weight per "
+                         f"sample of X; got shape {weights.shape}")
+    if not np.isfinite(weights).all():
+        raise ValueError("sample_weight contains NaN or inf")
+    if (weights < 0).any():
+        raise ValueError(f"sample_weight must be non-negative, got {weights.min()!r}")
+    if not weights.any():
+        raise ValueError("sample_weight is zero for every sample")
+    return weights.astype(dtype, copy=False)
 
 
+def _row_blocks(X, rows):
+    """Consecutive row ranges of X, dense, `rows` at a time: sparse X is densified one
+    block at a time; dense X is returned whole."""
+    if not scipy.sparse.issparse(X):
+        yield X
+        return
+    for start in range(0, X.shape[0], rows):
+        yield X[start:start + rows].toarray()
 
 
 def _network_state(net):
@@ -139,16 +170,25 @@ def _scale_velocity(net, factor):
         net._state *= factor
 
 
-class _BaseMLP(BaseEstimator):
-    """What the classifier and the regressor share: parameters, the epoch loop,
-    early stopping, the learning-rate rules and the fitted attributes."""
+def _lbfgs_warning(result, n_iter):
+    """scikit-learn's ConvergenceWarning for an L-BFGS run that did not converge."""
+    message = (f"lbfgs failed to converge after {n_iter} iteration(s) "
+               f"(status={result.status}):\n{result.message}\n")
+    warnings.warn(message + "\nIncrease the number of iterations to improve the "
+                  "convergence (max_iter), or scale the data.", ConvergenceWarning, stacklevel=3)
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="sgd", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001,
-                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
-                 verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 dtype="float32", n_threads=None):
+
+class _BaseMLP(BaseEstimator):
+    """What the classifier and the regressor share: parameters, the solvers, early
+    stopping, the learning-rate rules and the fitted attributes."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -167,28 +207,36 @@ class _BaseMLP(BaseEstimator):
         self.nesterovs_momentum = nesterovs_momentum
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
-        self.dtype = dtype
+        self.max_fun = max_fun
         self.n_threads = n_threads
 
     # -- what the subclasses define -------------------------------------------------
-    _loss = None                 # fastbp loss name
+    def _net_loss(self):
+        """fastbp's loss for this estimator and its data."""
+        raise NotImplementedError
 
     def _grad_scale(self, n_outputs):
         """scikit-learn's loss gradient / fastbp's (both on the mean over the batch)."""
         return 1.0
 
-    def _loss_scale(self):
-        """scikit-learn's loss / fastbp's."""
-        return 1.0
+    def _sklearn_loss(self, net_loss, y_net, sample_weight):
+        """scikit-learn's loss (without penalty) from fastbp's mean loss on y_net."""
+        return net_loss
 
     # -- parameters -----------------------------------------------------------------
+    def _check_solver(self):
+        """partial_fit's availability: the stochastic solvers only, as in scikit-learn."""
+        if self.solver not in STOCHASTIC_SOLVERS:
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
     def _checked_params(self):
         """The parameters, validated; returns the hidden layer sizes as a list."""
-        if isinstance(self.solver, str) and self.solver in ("adam", "lbfgs"):
-            raise ValueError(f"solver={self.solver!r} is not available in fastbp: it trains with "
-                             "stochastic gradient descent only; use solver='sgd' (mini-batches) "
-                             "or 'gd' (full batch)")
         check_choice("solver", self.solver, SOLVERS)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
@@ -211,8 +259,15 @@ class _BaseMLP(BaseEstimator):
         check_real("tol", self.tol, 0.0)
         check_real("momentum", self.momentum, 0.0, 1.0)
         check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, low_open=True)
-        check_integer("n_iter_no_change", self.n_iter_no_change, 1)
-        check_dtype(self.dtype)
+        check_real("beta_1", self.beta_1, 0.0, 1.0)
+        check_real("beta_2", self.beta_2, 0.0, 1.0)
+        check_real("epsilon", self.epsilon, 0.0, low_open=True)
+        # np.inf: never stop for lack of progress, as in scikit-learn
+        if not (isinstance(self.n_iter_no_change, numbers.Real)
+                and self.n_iter_no_change == np.inf):
+            check_integer("n_iter_no_change", self.n_iter_no_change, 1)
+        check_integer("max_fun", self.max_fun, 1)
+        self._net_loss()   # the regressor's loss
         if self.n_threads is not None:
             check_integer("n_threads", self.n_threads, 1)
         return [int(s) for s in sizes]
@@ -231,11 +286,11 @@ class _BaseMLP(BaseEstimator):
         weights[-1], biases[-1] = self._to_net_output(weights[-1], biases[-1])
         return weights, biases
 
-    def _build_network(self, params, rng):
+    def _build_network(self, params, rng, dtype):
         weights, biases = params
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-        net = Network(sizes, activation=ACTIVATIONS[self.activation], loss=self._loss,
-                      dtype=self.dtype, seed=int(rng.randint(np.iinfo(np.int32).max)))
+        net = Network(sizes, activation=ACTIVATIONS[self.activation], loss=self._net_loss(),
+                      dtype=dtype, seed=int(rng.randint(np.iinfo(np.int32).max)))
         net.set_weights(weights, biases)
         return net
 
@@ -265,52 +320,73 @@ class _BaseMLP(BaseEstimator):
         return total + float(np.dot(w_last.ravel(), w_last.ravel()))
 
     # -- fitting --------------------------------------------------------------------
-    def fit(self, X, y):
-        """Fit the model to X (n_samples, n_features) and y; returns self.
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X (n_samples, n_features; dense or scipy sparse) and y;
+        returns self. ``sample_weight`` (n_samples,) weights each sample's loss.
 
-        Trains for up to ``max_iter`` epochs (fewer when the loss, or with
-        ``early_stopping`` the validation score, stops improving by ``tol`` for
-        ``n_iter_no_change`` epochs); continues from the previous fit when
+        The stochastic solvers train for up to ``max_iter`` epochs (fewer when the loss,
+        or with ``early_stopping`` the validation score, stops improving by ``tol`` for
+        ``n_iter_no_change`` epochs); "lbfgs" for up to ``max_iter`` iterations and
+        ``max_fun`` loss evaluations. Continues from the previous fit when
         ``warm_start`` is set.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False)
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, sample_weight, incremental):
         hidden = self._checked_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
         X, y_net = self._validate_Xy(X, y, incremental, reset=first_pass)
+        if not first_pass and X.dtype != self._network.dtype:
+            # training continues in the precision the network was fitted in
+            X = X.astype(self._network.dtype)
+        sample_weight = _checked_sample_weight(sample_weight, X.shape[0], X.dtype)
         n_outputs = self._n_outputs_of(y_net)
         rng = check_random_state(self.random_state)
         if first_pass:
             params = self._initial_params([X.shape[1]] + hidden + [n_outputs], rng)
         else:
             self._check_continuable(hidden, n_outputs)
-        if self.early_stopping:
-            # the same draws as scikit-learn: initial weights, then this split, which
-            # scikit-learn stratifies for a single (logistic) output only
-            stratify = y_net if self._stratify and n_outputs == 1 else None
-            X, X_val, y_net, y_val = train_test_split(X, y_net, random_state=rng,
-                                                      test_size=self.validation_fraction,
-                                                      stratify=stratify)
-            if len(X_val) < 2:
-                raise ValueError("The validation set is too small; increase validation_fraction "
-                                 "or the size of your dataset.")
-            X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
-            y_net = np.ascontiguousarray(y_net)
+        if self.early_stopping and self.solver != "lbfgs":
+            X, X_val, y_net, y_val, sample_weight, sw_val = self._split(X, y_net, sample_weight,
+                                                                       n_outputs, rng)
         else:
-            X_val = y_val = None
+            X_val = y_val = sw_val = None
         if first_pass:
-            self._network = self._build_network(params, rng)
+            self._network = self._build_network(params, rng, X.dtype)
             self._initialize_attributes(n_outputs)
-        if not incremental or not hasattr(self, "_lr"):
-            # a new optimizer, as scikit-learn makes for each fit
-            self._lr = float(self.learning_rate_init)
-            self._network.reset_optimizer()
-        self._run_epochs(X, y_net, X_val, y_val, incremental)
+        self._initialize_solver_attributes()
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, y_net, sample_weight)
+        else:
+            if not incremental or not hasattr(self, "_lr"):
+                # a new optimizer, as scikit-learn makes for each fit
+                self._lr = float(self.learning_rate_init)
+                self._network.reset_optimizer()
+            self._run_epochs(X, y_net, sample_weight, X_val, y_val, sw_val, incremental)
         self._export_params()
         return self
+
+    def _split(self, X, y_net, sample_weight, n_outputs, rng):
+        """scikit-learn's validation split: the same draws (after the initial weights),
+        stratified for a single output of a classifier, as scikit-learn does."""
+        stratify = None
+        if self._stratify and n_outputs == 1:
+            # scikit-learn stratifies on its binarized labels: a (n, 1) boolean column
+            stratify = np.asarray(y_net).reshape(len(y_net), -1) == 1
+        arrays = (X, y_net) if sample_weight is None else (X, y_net, sample_weight)
+        parts = train_test_split(*arrays, random_state=rng, test_size=self.validation_fraction,
+                                 stratify=stratify)
+        if parts[1].shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        if sample_weight is None:
+            parts += [None, None]
+        X, X_val, y_net, y_val, sample_weight, sw_val = parts
+        if not scipy.sparse.issparse(X):
+            X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
+        return X, X_val, np.ascontiguousarray(y_net), y_val, sample_weight, sw_val
 
     def _initialize_attributes(self, n_outputs):
         self.n_outputs_ = n_outputs
@@ -318,17 +394,26 @@ class _BaseMLP(BaseEstimator):
         self.out_activation_ = self._out_activation(n_outputs)
         self.n_iter_ = 0
         self.t_ = 0
-        self.loss_curve_ = []
-        self._no_improvement_count = 0
-        if self.early_stopping:
+        self._best_params = self._sparse_rng_state = None
+        for name in ("loss_curve_", "validation_scores_", "best_validation_score_",
+                     "best_loss_"):
+            self.__dict__.pop(name, None)
+
+    def _initialize_solver_attributes(self):
+        """The stochastic solvers' attributes, made on their first fit (scikit-learn's
+        L-BFGS has none of them)."""
+        if self.solver == "lbfgs":
+            return
+        if not hasattr(self, "loss_curve_"):
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None
+        if self.early_stopping and self.validation_scores_ is None:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             self.best_loss_ = None
-        else:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
+        if not self.early_stopping and self.best_loss_ is None:
             self.best_loss_ = np.inf
-        self._best_params = None
 
     def _check_continuable(self, hidden, n_outputs):
         expected = [self.n_features_in_] + hidden + [self._net_outputs(n_outputs)]
@@ -339,14 +424,9 @@ class _BaseMLP(BaseEstimator):
         if self._network.activations and self._network.activations[0] != ACTIVATIONS[self.activation]:
             raise ValueError(f"cannot continue training with activation={self.activation!r}: "
                              "the network was fitted with another; fit with warm_start=False")
-        if self._network.dtype != check_dtype(self.dtype):
-            raise ValueError(f"cannot continue training with dtype={self.dtype!r}: the network "
-                             f"holds {self._network.dtype.name}; fit with warm_start=False")
-        if self.early_stopping and self.validation_scores_ is None:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
-        if not self.early_stopping and self.best_loss_ is None:
-            self.best_loss_ = np.inf
+        if self._network.loss != self._net_loss():
+            raise ValueError("cannot continue training with another loss: the network was "
+                             f"fitted with {self._network.loss!r}; fit with warm_start=False")
 
     def _batch_size(self, n_samples):
         if self.solver == "gd":
@@ -359,33 +439,75 @@ class _BaseMLP(BaseEstimator):
         return min(int(self.batch_size), n_samples)
 
     def _set_lr(self, lr):
-        if self.momentum > 0:
+        if self.solver != "adam" and self.momentum > 0:
             _scale_velocity(self._network, self._lr / lr)
         self._lr = lr
 
-    def _run_epochs(self, X, y_net, X_val, y_val, incremental):
+    def _fit_args(self, batch, sample_weight):
+        """Network.fit's arguments for one epoch of the stochastic solver."""
+        grad_scale = self._grad_scale(self.n_outputs_)
+        mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+        args = dict(batch_size=batch, epochs=1, shuffle=bool(self.shuffle),
+                    weight_decay=float(self.alpha) / (batch * mean_weight * grad_scale))
+        if self.solver == "adam":
+            # Adam's step does not depend on the gradient's scale but through epsilon
+            args.update(optimizer="adam_sklearn", betas=(float(self.beta_1), float(self.beta_2)),
+                        eps=float(self.epsilon) / grad_scale)
+        else:
+            args.update(optimizer=self.solver, momentum=float(self.momentum),
+                        nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
+        if self.n_threads is not None:
+            args["n_threads"] = self.n_threads
+        return args
+
+    def _lr_for_network(self):
+        # SGD's step is lr * gradient: fastbp's gradient is scikit-learn's / grad_scale
+        scale = 1.0 if self.solver == "adam" else self._grad_scale(self.n_outputs_)
+        return self._lr * scale
+
+    def _epoch(self, X, y_net, sample_weight, fit_args):
+        """One epoch over (X, y_net); returns fastbp's mean loss over it. Sparse X is
+        densified a whole number of batches at a time, in the epoch's order."""
         net = self._network
-        n_samples = len(X)
+        weights = {} if sample_weight is None else {"sample_weight": sample_weight}
+        lr = self._lr_for_network()
+        if not scipy.sparse.issparse(X):
+            return net.fit(X, y_net, lr=lr, **weights, **fit_args).loss[0]
+        n = X.shape[0]
+        order = self._sparse_rng.permutation(n) if self.shuffle else np.arange(n)
+        batch = fit_args["batch_size"]
+        rows = max(1, SPARSE_BLOCK_VALUES // (batch * X.shape[1])) * batch
+        block_args = dict(fit_args, shuffle=False)
+        total = 0.0
+        for start in range(0, n, rows):
+            rows_here = order[start:start + rows]
+            if sample_weight is not None:
+                weights = {"sample_weight": np.ascontiguousarray(sample_weight[rows_here])}
+            loss = net.fit(X[rows_here].toarray(), y_net[rows_here], lr=lr, **weights,
+                           **block_args).loss[0]
+            total += loss * len(rows_here)
+        return total / n
+
+    def _run_epochs(self, X, y_net, sample_weight, X_val, y_val, sw_val, incremental):
+        n_samples = X.shape[0]
         batch = self._batch_size(n_samples)
         n_batches = -(-n_samples // batch)
-        grad_scale = self._grad_scale(self.n_outputs_)
-        fit_args = dict(optimizer=self.solver, batch_size=batch, epochs=1,
-                        momentum=float(self.momentum),
-                        nesterov=bool(self.nesterovs_momentum) and self.momentum > 0,
-                        weight_decay=float(self.alpha) / (batch * grad_scale),
-                        shuffle=bool(self.shuffle))
-        if self.n_threads is not None:
-            fit_args["n_threads"] = self.n_threads
+        fit_args = self._fit_args(batch, sample_weight)
         self.n_iter_ = 0
         squares_before = self._penalty_sum() if self.alpha else 0.0
         try:
             for _ in range(self.max_iter):
                 try:
-                    history = net.fit(X, y_net, lr=self._lr * grad_scale, **fit_args)
+                    net_loss = self._epoch(X, y_net, sample_weight, fit_args)
                 except FloatingPointError as err:
-                    raise ValueError("Solver produced non-finite parameter weights. The input "
-                                     "data may contain large values and need to be preprocessed; "
-                                     "or try a smaller learning_rate_init.") from err
+                    if not self.early_stopping:
+                        raise ValueError("Solver produced non-finite parameter weights. The "
+                                         "input data may contain large values and need to be "
+                                         "preprocessed; or try a smaller learning_rate_init.") from err
+                    # scikit-learn records NaN scores for a diverged run and keeps the
+                    # best epoch's weights; the weights here cannot go on, so it stops
+                    self._record_diverged_epoch(n_samples)
+                    break
                 self.n_iter_ += 1
                 # scikit-learn adds alpha/2 * Σ‖W‖² / batch for each batch, with the
                 # weights before that batch's step: the mean of the epoch's first and
@@ -394,13 +516,13 @@ class _BaseMLP(BaseEstimator):
                 penalty = (0.25 * self.alpha * (squares_before + squares_after)
                            * n_batches / n_samples)
                 squares_before = squares_after
-                self.loss_ = history.loss[0] * self._loss_scale() + penalty
+                self.loss_ = self._sklearn_loss(net_loss, y_net, sample_weight) + penalty
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}", flush=True)
-                self._update_no_improvement_count(X_val, y_val)
-                if self.learning_rate == "invscaling":
+                self._update_no_improvement_count(X_val, y_val, sw_val)
+                if self.learning_rate == "invscaling" and self.solver != "adam":
                     self._set_lr(float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
                 if self._no_improvement_count > self.n_iter_no_change:
                     if self._should_stop():
@@ -415,11 +537,47 @@ class _BaseMLP(BaseEstimator):
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         if self.early_stopping and self._best_params is not None:
-            net.set_weights(*self._best_params)
+            self._network.set_weights(*self._best_params)
 
-    def _update_no_improvement_count(self, X_val, y_val):
+    def _record_diverged_epoch(self, n_samples):
+        self.n_iter_ += 1
+        self.t_ += n_samples
+        self.loss_ = np.nan
+        self.loss_curve_.append(np.nan)
+        self.validation_scores_.append(np.nan)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = nan: diverged, stopping", flush=True)
+
+    def _fit_lbfgs(self, X, y_net, sample_weight):
+        """scikit-learn's L-BFGS: scipy's L-BFGS-B on mean loss + alpha/(2 n) Σ‖W‖², n the
+        weight sum, with maxiter, maxfun and gtol; the network computes loss and gradient."""
+        if scipy.sparse.issparse(X):
+            X = X.toarray()   # full-batch L-BFGS reads all of X at each evaluation
+        grad_scale = self._grad_scale(self.n_outputs_)
+        weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+        decay = float(self.alpha) / (weight_sum * grad_scale)
+        args = dict(optimizer="lbfgs", epochs=int(self.max_iter), max_fun=int(self.max_fun),
+                    tol=float(self.tol) / grad_scale, weight_decay=decay)
+        if sample_weight is not None:
+            args["sample_weight"] = sample_weight
+        if self.n_threads is not None:
+            args["n_threads"] = self.n_threads
+        try:
+            result = self._network.fit(X, y_net, **args).lbfgs
+        except FloatingPointError as err:
+            raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                             "contain large values and need to be preprocessed.") from err
+        self.n_iter_ = min(int(result.nit), int(self.max_iter))
+        if result.status != 0:
+            _lbfgs_warning(result, self.n_iter_)
+        squares = self._penalty_sum()
+        net_loss = float(result.fun) - 0.5 * decay * squares
+        self.loss_ = (self._sklearn_loss(net_loss, y_net, sample_weight)
+                      + 0.5 * float(self.alpha) * squares / weight_sum)
+
+    def _update_no_improvement_count(self, X_val, y_val, sw_val):
         if self.early_stopping:
-            score = self._validation_score(X_val, y_val)
+            score = self._validation_score(X_val, y_val, sw_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print(f"Validation score: {score:f}", flush=True)
@@ -439,11 +597,12 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
 
     def _should_stop(self):
-        """No progress for n_iter_no_change epochs: stop, or with "adaptive" divide lr."""
+        """No progress for n_iter_no_change epochs: stop, or with SGD's "adaptive"
+        divide lr."""
         what = "Validation score" if self.early_stopping else "Training loss"
         message = (f"{what} did not improve more than tol={self.tol:f} for "
                    f"{self.n_iter_no_change} consecutive epochs.")
-        if self.learning_rate != "adaptive" or self._lr <= ADAPTIVE_MIN_LR:
+        if self.solver == "adam" or self.learning_rate != "adaptive" or self._lr <= ADAPTIVE_MIN_LR:
             if self.verbose:
                 print(message + " Stopping.", flush=True)
             return True
@@ -453,9 +612,25 @@ class _BaseMLP(BaseEstimator):
         return False
 
     # -- prediction -----------------------------------------------------------------
-    def _network_input(self, X):
-        check_is_fitted(self)
-        return _validate_data(self, X, reset=False, dtype=self._network.dtype, order="C")
+    def _outputs(self, X, check_input=True):
+        """The network's outputs for X, in the dtype scikit-learn's would have: X's
+        promoted with the parameters' (float32 only when both are)."""
+        if check_input:
+            check_is_fitted(self)
+            X = _validate_data(self, X, reset=False, accept_sparse="csr", dtype=INPUT_DTYPES,
+                               order="C")
+        net = self._network
+        dtype = np.result_type(X.dtype, net.dtype)
+        if X.dtype != net.dtype:
+            X = X.astype(net.dtype)
+        rows = max(1, SPARSE_BLOCK_VALUES // X.shape[1])
+        parts = [self._network_outputs(block) for block in _row_blocks(X, rows)]
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return out.astype(dtype, copy=False)
+
+    def _network_outputs(self, X):
+        """(n, n_outputs of the network) for dense X of the network's dtype."""
+        raise NotImplementedError
 
     # -- pickling: the Network is stored as its arrays ------------------------------
     def __getstate__(self):
@@ -474,9 +649,17 @@ class _BaseMLP(BaseEstimator):
         else:  # pragma: no cover
             self.__dict__.update(state)
 
+    @property
+    def _sparse_rng(self):
+        """The generator of the epochs' orders for sparse X (dense X is shuffled in C
+        by the network's own generator); seeded from the network's."""
+        if getattr(self, "_sparse_rng_state", None) is None:
+            self._sparse_rng_state = np.random.default_rng(self._network._shuffle_state)
+        return self._sparse_rng_state
+
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
@@ -484,47 +667,59 @@ class _BaseMLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multilayer perceptron classifier trained by SGD in fastbp's C core, with
-    scikit-learn's `MLPClassifier` parameters and attributes (SGD solver only).
+    """Multilayer perceptron classifier trained in fastbp's C core, with
+    scikit-learn's `MLPClassifier` parameters, defaults and attributes.
 
     Parameters are scikit-learn's (see the module docstring for how each maps onto
-    fastbp); ``solver`` is "sgd" (mini-batches) or "gd" (full batch). fastbp's own:
-    ``dtype`` ("float32" or "float64", the precision of training and prediction) and
-    ``n_threads`` (passed to `fastbp.Network.fit`).
+    fastbp); ``solver`` is "adam" (the default), "sgd", "lbfgs" or fastbp's "gd" (full
+    batch gradient descent). fastbp's own: ``n_threads`` (passed to
+    `fastbp.Network.fit`). y may be labels or a multi-label indicator matrix.
 
     >>> import numpy as np
     >>> from fastbp.sklearn import MLPClassifier
     >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * 25, dtype=float)
     >>> y = np.array(["no", "yes", "yes", "no"] * 25)
-    >>> clf = MLPClassifier((8,), activation="tanh", learning_rate_init=0.1, batch_size=4,
-    ...                     max_iter=300, random_state=0).fit(X, y)
+    >>> clf = MLPClassifier((8,), activation="tanh", solver="sgd", learning_rate_init=0.1,
+    ...                     batch_size=4, max_iter=300, random_state=0).fit(X, y)
     >>> clf.predict([[0, 1], [1, 1]]).tolist(), clf.predict_proba([[0, 1]]).shape
     (['yes', 'no'], (1, 2))
     """
 
-    _loss = "cross_entropy"
     _stratify = True
 
+    def _net_loss(self):
+        return "cross_entropy"
+
     def _validate_Xy(self, X, y, incremental, reset):
-        X, y = _validate_data(self, X, y, reset=reset, dtype=check_dtype(self.dtype), order="C")
+        X, y = _validate_data(self, X, y, reset=reset, accept_sparse="csr", dtype=INPUT_DTYPES,
+                              order="C", multi_output=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        if reset and not incremental:
-            classes = unique_labels(y)
-            if len(classes) < 2:
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+            if len(self.classes_) < 2:
                 raise ValueError(f"the classifier needs samples of at least 2 classes in y; "
-                                 f"got 1 class: {classes[0]!r}")
-            self.classes_ = classes
+                                 f"got 1 class: {self.classes_[0]!r}")
         else:
             classes = unique_labels(y)
             if self.warm_start and not incremental:
                 if set(classes) != set(self.classes_):
-                    raise ValueError("warm_start can only be used where y has the same classes "
-                                     f"as in the previous call to fit; previously got "
-                                     f"{self.classes_}, y has {classes}")
-            elif len(np.setdiff1d(classes, self.classes_)):
-                raise ValueError(f"y has classes not in classes_: classes_ is {self.classes_}, "
-                                 f"y has {classes}")
+                    raise ValueError("warm_start can only be used where `y` has the same "
+                                     "classes as in the previous call to fit. Previously got "
+                                     f"{self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError("`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        if self._multilabel:
+            raise ValueError("multi-label y (an indicator matrix) needs the network's "
+                             "binary_cross_entropy loss, not in this build")
         return X, np.searchsorted(self.classes_, y).astype(np.int32)
+
+    @property
+    def _multilabel(self):
+        return self._label_binarizer.y_type_.startswith("multilabel")
 
     def _n_outputs_of(self, y_net):
         # scikit-learn's output count: 1 logistic unit for two classes
@@ -547,15 +742,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return w, b
         return w[:, 1:] - w[:, :1], b[1:] - b[:1]
 
-    def _validation_score(self, X_val, y_val):
-        return float(np.mean(self._network.predict(X_val) == y_val))
+    def _network_outputs(self, X):
+        return self._network.predict_proba(X)
 
-    def partial_fit(self, X, y, classes=None):
+    def _validation_score(self, X_val, y_val, sw_val):
+        proba = self._outputs(X_val, check_input=False)
+        if not np.isfinite(proba).all():
+            return np.nan
+        return float(accuracy_score(y_val, proba.argmax(axis=1), sample_weight=sw_val))
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y) from the current weights; returns self.
 
         ``classes`` (every label the model will ever see) is required on the first
-        call and optional after; the optimizer state (momentum, learning rate) is kept
-        from call to call.
+        call and optional after; the optimizer state (momentum or Adam's moments,
+        learning rate) is kept from call to call. Not offered with solver="lbfgs".
 
         >>> from fastbp.sklearn import MLPClassifier
         >>> clf = MLPClassifier((4,), random_state=0)
@@ -567,21 +769,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             classes = unique_labels(np.asarray(classes))
             if hasattr(self, "classes_"):
                 if not np.array_equal(classes, self.classes_):
-                    raise ValueError(f"classes={classes} is not the same as on the first call to "
-                                     f"partial_fit: {self.classes_}")
+                    raise ValueError(f"`classes={classes}` is not the same as on the first call "
+                                     f"to partial_fit: {self.classes_}")
             else:
                 if len(classes) < 2:
                     raise ValueError(f"classes must hold at least 2 labels, got {classes}")
-                self.classes_ = classes
+                binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    binarizer.fit(y)
+                else:
+                    binarizer.fit(classes)
+                self._label_binarizer, self.classes_ = binarizer, binarizer.classes_
         elif not hasattr(self, "classes_"):
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict_proba(self, X):
         """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order."""
-        dtype = _result_dtype(X)
-        X = self._network_input(X)
-        return self._network.predict_proba(X).astype(dtype, copy=False)
+        return self._outputs(X)
 
     def predict_log_proba(self, X):
         """The logarithm of `predict_proba`."""
@@ -590,80 +795,112 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict(self, X):
         """The most probable class of each sample, as labels from ``classes_``."""
-        X = self._network_input(X)
-        return self.classes_[self._network.predict(X)]
+        return self.classes_[self._outputs(X).argmax(axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = False
         return tags
 
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {"_xfail_checks": expected_failed_checks(self)}
-
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multilayer perceptron regressor (squared error, identity outputs) trained by SGD
-    in fastbp's C core, with scikit-learn's `MLPRegressor` parameters and attributes
-    (SGD solver only); y may have several columns.
+    """Multilayer perceptron regressor trained in fastbp's C core, with scikit-learn's
+    `MLPRegressor` parameters, defaults and attributes: ``loss`` "squared_error"
+    (identity outputs) or "poisson" (exponential outputs); y may have several columns.
 
     >>> import numpy as np
     >>> from fastbp.sklearn import MLPRegressor
     >>> X = np.linspace(-1, 1, 200).reshape(-1, 1)
     >>> y = np.column_stack([2 * X[:, 0], -X[:, 0] + 1])
-    >>> reg = MLPRegressor((16,), learning_rate_init=0.05, max_iter=200, random_state=0)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=0.05,
+    ...                    max_iter=200, random_state=0)
     >>> reg.fit(X, y).predict(X).shape, round(reg.score(X, y), 2) > 0.95
     ((200, 2), True)
     """
 
-    _loss = "mse"
     _stratify = False
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 n_threads=None):
+        self.loss = loss
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         learning_rate_init=learning_rate_init, power_t=power_t,
+                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+                         verbose=verbose, warm_start=warm_start, momentum=momentum,
+                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+                         n_threads=n_threads)
+
+    def _net_loss(self):
+        return REGRESSION_LOSSES[check_choice("loss", self.loss, tuple(REGRESSION_LOSSES))][0]
 
     def _grad_scale(self, n_outputs):
         # fastbp's mse gradient is (2 / n_outputs)(yhat - y), scikit-learn's (yhat - y)
-        return n_outputs / 2.0
+        return n_outputs / 2.0 if self.loss == "squared_error" else 1.0
 
-    def _loss_scale(self):
-        # fastbp's mse is mean (yhat - y)², scikit-learn's half of it
-        return 0.5
+    def _sklearn_loss(self, net_loss, y_net, sample_weight):
+        if self.loss == "squared_error":
+            return 0.5 * net_loss   # fastbp's mse is mean (yhat - y)², scikit-learn's half
+        # fastbp's Poisson loss leaves out the constant Σ_j y log y - y of scikit-learn's
+        # half deviance
+        constant = np.average((xlogy(y_net, y_net) - y_net).sum(axis=1), weights=sample_weight)
+        return net_loss + float(constant)
 
     def _validate_Xy(self, X, y, incremental, reset):
-        X, y = _validate_data(self, X, y, reset=reset, dtype=check_dtype(self.dtype), order="C",
-                              multi_output=True, y_numeric=True)
+        X, y = _validate_data(self, X, y, reset=reset, accept_sparse="csr", dtype=INPUT_DTYPES,
+                              order="C", multi_output=True, y_numeric=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and (np.asarray(y) < 0).any():
+            raise ValueError("loss='poisson' needs non-negative y (counts or rates)")
         y = y.reshape(len(y), -1)
-        return X, np.ascontiguousarray(y, dtype=check_dtype(self.dtype))
+        return X, np.ascontiguousarray(y, dtype=X.dtype)
 
     def _n_outputs_of(self, y_net):
         return y_net.shape[1]
 
     def _out_activation(self, n_outputs):
-        return "identity"
+        return REGRESSION_LOSSES[self.loss][1]
 
-    def _validation_score(self, X_val, y_val):
-        return float(r2_score(y_val, self._network.predict(X_val).reshape(y_val.shape)))
+    def _network_outputs(self, X):
+        return self._network.predict(X).reshape(len(X), -1)
 
-    def partial_fit(self, X, y):
+    def _validation_score(self, X_val, y_val, sw_val):
+        pred = self._outputs(X_val, check_input=False)
+        if not np.isfinite(pred).all():
+            return np.nan
+        return float(r2_score(y_val, pred, sample_weight=sw_val))
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y) from the current weights; returns self. The optimizer
-        state (momentum, learning rate) is kept from call to call.
+        state (momentum or Adam's moments, learning rate) is kept from call to call.
+        Not offered with solver="lbfgs".
 
         >>> from fastbp.sklearn import MLPRegressor
-        >>> reg = MLPRegressor((4,), random_state=0).partial_fit([[0.0], [1.0]], [0.5, 1.5])
+        >>> reg = MLPRegressor(hidden_layer_sizes=(4,), random_state=0)
+        >>> reg = reg.partial_fit([[0.0], [1.0]], [0.5, 1.5])
         >>> reg.n_outputs_, reg.t_
         (1, 2)
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         """Predicted targets, (n_samples,) for one output, else (n_samples, n_outputs)."""
-        dtype = _result_dtype(X)
-        X = self._network_input(X)
-        return self._network.predict(X).astype(dtype, copy=False)
+        out = self._outputs(X)
+        return out[:, 0] if out.shape[1] == 1 else out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
