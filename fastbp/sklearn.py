@@ -215,6 +215,9 @@ class _BaseMLP(BaseEstimator):
         self.n_threads = n_threads
 
     # -- what the subclasses define -------------------------------------------------
+    def _check_loss(self):
+        """Validate the estimator's own loss parameter, if it has one."""
+
     def _net_loss(self):
         """fastbp's loss for this estimator and its data."""
         raise NotImplementedError
@@ -267,7 +270,7 @@ class _BaseMLP(BaseEstimator):
                 and self.n_iter_no_change == np.inf):
             check_integer("n_iter_no_change", self.n_iter_no_change, 1)
         check_integer("max_fun", self.max_fun, 1)
-        self._net_loss()   # the regressor's loss
+        self._check_loss()
         if self.n_threads is not None:
             check_integer("n_threads", self.n_threads, 1)
         return [int(s) for s in sizes]
@@ -283,7 +286,6 @@ class _BaseMLP(BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             weights.append(rng.uniform(-bound, bound, (fan_in, fan_out)))
             biases.append(rng.uniform(-bound, bound, fan_out))
-        weights[-1], biases[-1] = self._to_net_output(weights[-1], biases[-1])
         return weights, biases
 
     def _build_network(self, params, rng, dtype):
@@ -294,30 +296,14 @@ class _BaseMLP(BaseEstimator):
         net.set_weights(weights, biases)
         return net
 
-    def _net_outputs(self, n_outputs):
-        return n_outputs
-
-    def _to_net_output(self, w, b):
-        """scikit-learn's output layer -> the network's."""
-        return w, b
-
-    def _from_net_output(self, w, b):
-        """The network's output layer -> scikit-learn's."""
-        return w, b
-
     def _export_params(self):
         """coefs_ / intercepts_ from the network (copies, in scikit-learn's layout)."""
-        coefs = [w.copy() for w in self._network.weights]
-        intercepts = [b.copy() for b in self._network.biases]
-        coefs[-1], intercepts[-1] = self._from_net_output(coefs[-1], intercepts[-1])
-        self.coefs_, self.intercepts_ = coefs, intercepts
+        self.coefs_ = [w.copy() for w in self._network.weights]
+        self.intercepts_ = [b.copy() for b in self._network.biases]
 
     def _penalty_sum(self):
         """Σ‖W‖² over scikit-learn's coefs_ (weights only)."""
-        weights = self._network.weights
-        total = sum(float(np.dot(w.ravel(), w.ravel())) for w in weights[:-1])
-        w_last, _ = self._from_net_output(weights[-1], self._network.biases[-1])
-        return total + float(np.dot(w_last.ravel(), w_last.ravel()))
+        return sum(float(np.dot(w.ravel(), w.ravel())) for w in self._network.weights)
 
     # -- fitting --------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
@@ -416,7 +402,7 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
 
     def _check_continuable(self, hidden, n_outputs):
-        expected = [self.n_features_in_] + hidden + [self._net_outputs(n_outputs)]
+        expected = [self.n_features_in_] + hidden + [n_outputs]
         if list(self._network.layer_sizes) != expected:
             raise ValueError(f"cannot continue training: the fitted network has layer sizes "
                              f"{list(self._network.layer_sizes)} but the parameters and data "
@@ -688,6 +674,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _stratify = True
 
     def _net_loss(self):
+        # one logistic output for two classes, one per label for multi-label y, as in
+        # scikit-learn; softmax over the classes otherwise
+        if self._multilabel or len(self.classes_) == 2:
+            return "binary_cross_entropy"
         return "cross_entropy"
 
     def _validate_Xy(self, X, y, incremental, reset):
@@ -712,44 +702,41 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError("`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
-        if self._multilabel:
-            raise ValueError("multi-label y (an indicator matrix) needs the network's "
-                             "binary_cross_entropy loss, not in this build")
-        return X, np.searchsorted(self.classes_, y).astype(np.int32)
+        if self._net_loss() == "cross_entropy":
+            return X, np.searchsorted(self.classes_, y).astype(np.int32)
+        # (n, 1) for two classes, the indicator matrix for multi-label y
+        return X, np.ascontiguousarray(self._label_binarizer.transform(y), dtype=X.dtype)
 
     @property
     def _multilabel(self):
         return self._label_binarizer.y_type_.startswith("multilabel")
 
     def _n_outputs_of(self, y_net):
-        # scikit-learn's output count: 1 logistic unit for two classes
-        return 1 if len(self.classes_) == 2 else len(self.classes_)
+        return len(self.classes_) if y_net.ndim == 1 else y_net.shape[1]
 
     def _out_activation(self, n_outputs):
-        return "logistic" if n_outputs == 1 else "softmax"
-
-    def _net_outputs(self, n_outputs):
-        return 2 if n_outputs == 1 else n_outputs
-
-    def _to_net_output(self, w, b):
-        if w.shape[1] != 1:
-            return w, b
-        # softmax over (-z/2, z/2) gives p(class 1) = sigmoid(z): scikit-learn's model
-        return np.hstack([-w / 2, w / 2]), np.concatenate([-b / 2, b / 2])
-
-    def _from_net_output(self, w, b):
-        if w.shape[1] != 2 or len(self.classes_) != 2:
-            return w, b
-        return w[:, 1:] - w[:, :1], b[1:] - b[:1]
+        return "softmax" if self._net_loss() == "cross_entropy" else "logistic"
 
     def _network_outputs(self, X):
         return self._network.predict_proba(X)
+
+    def _labels(self, out):
+        """The labels (or the indicator matrix) of the network's outputs `out`, as
+        scikit-learn decodes them: the most probable class; probability > 1/2 for one
+        logistic output or per label."""
+        return self._label_binarizer.inverse_transform(out[:, 0] if out.shape[1] == 1 else out)
 
     def _validation_score(self, X_val, y_val, sw_val):
         proba = self._outputs(X_val, check_input=False)
         if not np.isfinite(proba).all():
             return np.nan
-        return float(accuracy_score(y_val, proba.argmax(axis=1), sample_weight=sw_val))
+        if y_val.ndim == 1:      # class indices
+            predicted = proba.argmax(axis=1)
+        else:
+            predicted = (proba > 0.5).astype(y_val.dtype)
+            if y_val.shape[1] == 1:
+                y_val, predicted = y_val[:, 0], predicted[:, 0]
+        return float(accuracy_score(y_val, predicted, sample_weight=sw_val))
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -785,8 +772,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict_proba(self, X):
-        """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order."""
-        return self._outputs(X)
+        """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order (for
+        multi-label y: each label's probability)."""
+        proba = self._outputs(X)
+        if proba.shape[1] == 1 and not self._multilabel:
+            return np.hstack([1 - proba, proba])
+        return proba
 
     def predict_log_proba(self, X):
         """The logarithm of `predict_proba`."""
@@ -794,12 +785,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.log(proba, out=proba)
 
     def predict(self, X):
-        """The most probable class of each sample, as labels from ``classes_``."""
-        return self.classes_[self._outputs(X).argmax(axis=1)]
+        """The most probable class of each sample, as labels from ``classes_`` (for
+        multi-label y: the indicator matrix of labels with probability > 1/2)."""
+        return self._labels(self._outputs(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
+        tags.classifier_tags.multi_label = True
         return tags
 
 
@@ -838,8 +830,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
                          n_threads=n_threads)
 
+    def _check_loss(self):
+        check_choice("loss", self.loss, tuple(REGRESSION_LOSSES))
+
     def _net_loss(self):
-        return REGRESSION_LOSSES[check_choice("loss", self.loss, tuple(REGRESSION_LOSSES))][0]
+        return REGRESSION_LOSSES[self.loss][0]
 
     def _grad_scale(self, n_outputs):
         # fastbp's mse gradient is (2 / n_outputs)(yhat - y), scikit-learn's (yhat - y)
