@@ -65,6 +65,40 @@ COMMON = dict(hidden_layer_sizes=(7, 6), activation="tanh", solver="sgd", batch_
               max_iter=8, shuffle=False, random_state=0)
 
 
+KINDS = ["classifier", "binary", "multilabel", "regressor", "one_target", "poisson"]
+
+
+def _estimators_and_y(kind, X, labels, targets):
+    """(fastbp's estimator class, scikit-learn's, y, extra parameters) for a kind of
+    problem."""
+    if kind in ("classifier", "binary", "multilabel"):
+        y = {"classifier": labels, "binary": labels % 2,
+             "multilabel": np.column_stack([labels == 0, labels != 1, targets[:, 0] > 0]).astype(int)}[kind]
+        return MLPClassifier, skl_nn.MLPClassifier, y, {}
+    if kind == "poisson":
+        counts = np.random.default_rng(2).poisson(np.exp(0.3 * X[:, :2]))
+        return MLPRegressor, skl_nn.MLPRegressor, counts, {"loss": "poisson"}
+    return MLPRegressor, skl_nn.MLPRegressor, targets[:, 0] if kind == "one_target" else targets, {}
+
+
+def _fit_both(kind, params):
+    X, labels, targets = _problem()
+    ours_cls, theirs_cls, y, extra = _estimators_and_y(kind, X, labels, targets)
+    params = dict(params, **extra)
+    sk_params = dict(params, solver="sgd", batch_size=len(X)) if params.get("solver") == "gd" else params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = theirs_cls(**sk_params).fit(X, y)
+        ours = ours_cls(**params).fit(X, y)
+    return ours, theirs
+
+
+def _assert_same_weights(ours, theirs, rtol=1e-9, atol=1e-12):
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("options", [
     {},
     {"learning_rate": "invscaling", "power_t": 0.3},
@@ -73,28 +107,77 @@ COMMON = dict(hidden_layer_sizes=(7, 6), activation="tanh", solver="sgd", batch_
     {"momentum": 0.0, "activation": "relu"},
     {"activation": "logistic", "alpha": 0.0},
     {"activation": "identity", "solver": "gd"},
+    {"solver": "adam"},
+    {"solver": "adam", "beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-2, "alpha": 0.1},
+    {"solver": "adam", "activation": "relu", "learning_rate_init": 0.01},
+    {"solver": "adam", "activation": "logistic", "tol": 0.5, "n_iter_no_change": 1},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
-@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_training_matches_sklearn_step_for_step(kind, options):
     """Same initial weights (drawn as scikit-learn draws them), no shuffling and whole
-    batches: scikit-learn's SGD and fastbp's give the same weights to rounding."""
-    X, labels, targets = _problem()
-    y = labels if kind == "classifier" else targets
-    ours_cls, theirs_cls = ((MLPClassifier, skl_nn.MLPClassifier) if kind == "classifier"
-                            else (MLPRegressor, skl_nn.MLPRegressor))
-    params = dict(COMMON, **options)
-    sk_params = dict(params, solver="sgd", batch_size=len(X)) if params.get("solver") == "gd" else params
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        theirs = theirs_cls(**sk_params).fit(X, y)
-        ours = ours_cls(**params).fit(X, y)
+    batches: scikit-learn's SGD or Adam and fastbp's give the same weights to rounding."""
+    ours, theirs = _fit_both(kind, dict(COMMON, **options))
     assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
-    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    _assert_same_weights(ours, theirs)
     # loss_'s L2 penalty uses the epoch's first and last weights, scikit-learn each batch's
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_,
                                rtol=1e-3 if options.get("alpha") else 1e-5)
     assert ours.out_activation_ == theirs.out_activation_
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"alpha": 0.1, "activation": "logistic"},
+    {"activation": "relu", "tol": 1e-3},
+    {"tol": 0.03, "max_iter": 100},     # stops on gtol, after 3 iterations for one_target
+    {"max_fun": 7},
+], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+@pytest.mark.parametrize("kind", ["classifier", "binary", "multilabel", "one_target", "poisson"])
+def test_lbfgs_matches_sklearn(kind, options):
+    """scikit-learn's L-BFGS from the same initial weights: the same iterates, the
+    same number of iterations and the same loss_."""
+    ours, theirs = _fit_both(kind, dict(COMMON, solver="lbfgs", **dict({"max_iter": 15}, **options)))
+    assert ours.n_iter_ == theirs.n_iter_
+    # L-BFGS's curvature pairs amplify the last bits by which the two sums differ
+    _assert_same_weights(ours, theirs, rtol=1e-8, atol=1e-11)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    assert not hasattr(ours, "loss_curve_") and not hasattr(theirs, "loss_curve_")
+
+
+def test_adam_steps_are_sklearns_AdamOptimizer():
+    """Each partial_fit over one full batch is one Adam step: after every step the
+    weights are those scikit-learn's AdamOptimizer makes from the same gradients
+    (softmax cross-entropy of a tanh layer, plus alpha * W / n, written out here),
+    starting from scikit-learn's initial weights for random_state=0."""
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
+    X, labels, _ = _problem()
+    (n, n_features), n_hidden, alpha = X.shape, 5, 0.3
+    rng = np.random.RandomState(0)
+    params = []
+    for fan_in, fan_out in [(n_features, n_hidden), (n_hidden, 3)]:
+        bound = np.sqrt(6 / (fan_in + fan_out))
+        params += [rng.uniform(-bound, bound, (fan_in, fan_out)), rng.uniform(-bound, bound, fan_out)]
+    W0, b0, W1, b1 = params
+    params = [W0, W1, b0, b1]             # scikit-learn's order: coefs_ + intercepts_
+    optimizer = AdamOptimizer(params, 0.05, 0.8, 0.95, 1e-3)
+    clf = MLPClassifier((n_hidden,), activation="tanh", alpha=alpha, batch_size=n,
+                        learning_rate_init=0.05, beta_1=0.8, beta_2=0.95, epsilon=1e-3,
+                        shuffle=False, random_state=0)
+    Y = np.eye(3)[labels]
+    for step in range(6):
+        clf.partial_fit(X, labels, classes=[0, 1, 2])
+        W0, W1, b0, b1 = params
+        h = np.tanh(X @ W0 + b0)
+        z = h @ W1 + b1
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        d1 = p / p.sum(axis=1, keepdims=True) - Y
+        d0 = d1 @ W1.T * (1 - h ** 2)
+        grads = [(X.T @ d0 + alpha * W0) / n, (h.T @ d1 + alpha * W1) / n,
+                 d0.sum(axis=0) / n, d1.sum(axis=0) / n]
+        optimizer.update_params(params, grads)
+        for ours, theirs in zip(clf.coefs_ + clf.intercepts_, params):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-11, atol=1e-14,
+                                       err_msg=f"after step {step + 1}")
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
