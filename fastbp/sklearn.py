@@ -789,6 +789,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         multi-label y: the indicator matrix of labels with probability > 1/2)."""
         return self._labels(self._outputs(X))
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "classes_" in state and "_label_binarizer" not in state:
+            # pickled by fastbp before it used scikit-learn's LabelBinarizer and one
+            # logistic output for two classes (then a softmax pair, the same model)
+            self._label_binarizer = LabelBinarizer().fit(self.classes_)
+            net = self._network
+            if len(self.classes_) == 2 and net.loss == "cross_entropy":
+                (w, *_), (b, *_) = self.coefs_[-1:], self.intercepts_[-1:]
+                single = Network(net.layer_sizes[:-1] + (1,), activation=list(net.activations),
+                                 loss="binary_cross_entropy", dtype=net.dtype)
+                single.set_weights(net.weights[:-1] + [w], net.biases[:-1] + [b])
+                single._shuffle_state = net._shuffle_state
+                self._network = single
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
