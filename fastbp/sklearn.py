@@ -455,10 +455,9 @@ class _BaseMLP(BaseEstimator):
         """One epoch over (X, y_net); returns fastbp's mean loss over it. Sparse X is
         densified a whole number of batches at a time, in the epoch's order."""
         net = self._network
-        weights = {} if sample_weight is None else {"sample_weight": sample_weight}
         lr = self._lr_for_network()
         if not scipy.sparse.issparse(X):
-            return net.fit(X, y_net, lr=lr, **weights, **fit_args).loss[0]
+            return net.fit(X, y_net, lr=lr, sample_weight=sample_weight, **fit_args).loss[0]
         n = X.shape[0]
         order = self._sparse_rng.permutation(n) if self.shuffle else np.arange(n)
         batch = fit_args["batch_size"]
@@ -467,9 +466,8 @@ class _BaseMLP(BaseEstimator):
         total = 0.0
         for start in range(0, n, rows):
             rows_here = order[start:start + rows]
-            if sample_weight is not None:
-                weights = {"sample_weight": np.ascontiguousarray(sample_weight[rows_here])}
-            loss = net.fit(X[rows_here].toarray(), y_net[rows_here], lr=lr, **weights,
+            weights = None if sample_weight is None else sample_weight[rows_here]
+            loss = net.fit(X[rows_here].toarray(), y_net[rows_here], lr=lr, sample_weight=weights,
                            **block_args).loss[0]
             total += loss * len(rows_here)
         return total / n
@@ -543,9 +541,8 @@ class _BaseMLP(BaseEstimator):
         weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         decay = float(self.alpha) / (weight_sum * grad_scale)
         args = dict(optimizer="lbfgs", epochs=int(self.max_iter), max_fun=int(self.max_fun),
-                    tol=float(self.tol) / grad_scale, weight_decay=decay)
-        if sample_weight is not None:
-            args["sample_weight"] = sample_weight
+                    tol=float(self.tol) / grad_scale, weight_decay=decay,
+                    sample_weight=sample_weight)
         if self.n_threads is not None:
             args["n_threads"] = self.n_threads
         try:
