@@ -40,8 +40,11 @@ the stochastic solvers, one call for L-BFGS):
   * Σ‖W‖² per batch, with the mean of Σ‖W‖² at the epoch's start and end standing for
   each batch's (scikit-learn uses the weights before each batch's step).
 """
+from __future__ import annotations
+
 import numbers
 import warnings
+from typing import Any, Sequence, TypeVar
 
 import numpy as np
 import scipy.sparse
@@ -63,6 +66,8 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 from ._validation import check_choice, check_integer, check_real
 from .network import Network
+
+_Estimator = TypeVar("_Estimator", bound="_BaseMLP")
 
 # scikit-learn's hidden activation names -> fastbp's
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -182,13 +187,16 @@ class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, the solvers, early
     stopping, the learning-rate rules and the fitted attributes."""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu", *,
+                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Any = None, tol: float = 1e-4, verbose: bool | int = False,
+                 warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: float = 10, max_fun: int = 15000,
+                 n_threads: int | None = None) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -306,7 +314,7 @@ class _BaseMLP(BaseEstimator):
         return sum(float(np.dot(w.ravel(), w.ravel())) for w in self._network.weights)
 
     # -- fitting --------------------------------------------------------------------
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: _Estimator, X: Any, y: Any, sample_weight: Any = None) -> _Estimator:
         """Fit the model to X (n_samples, n_features; dense or scipy sparse) and y;
         returns self. ``sample_weight`` (n_samples,) weights each sample's loss.
 
@@ -736,7 +744,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return float(accuracy_score(y_val, predicted, sample_weight=sw_val))
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None,
+                    classes: Any = None) -> MLPClassifier:
         """One epoch over (X, y) from the current weights; returns self.
 
         ``classes`` (every label the model will ever see) is required on the first
@@ -768,7 +777,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order (for
         multi-label y: each label's probability)."""
         proba = self._outputs(X)
@@ -776,12 +785,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.hstack([1 - proba, proba])
         return proba
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: Any) -> np.ndarray:
         """The logarithm of `predict_proba`."""
         proba = self.predict_proba(X)
         return np.log(proba, out=proba)
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each sample, as labels from ``classes_`` (for
         multi-label y: the indicator matrix of labels with probability > 1/2)."""
         return self._labels(self._outputs(X))
@@ -824,13 +833,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _stratify = False
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None):
+    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu", *,
+                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Any = None, tol: float = 1e-4, verbose: bool | int = False,
+                 warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: float = 10, max_fun: int = 15000,
+                 n_threads: int | None = None) -> None:
         self.loss = loss
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
@@ -886,7 +898,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return float(r2_score(y_val, pred, sample_weight=sw_val))
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over (X, y) from the current weights; returns self. The optimizer
         state (momentum or Adam's moments, learning rate) is kept from call to call.
         Not offered with solver="lbfgs".
@@ -899,7 +911,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, (n_samples,) for one output, else (n_samples, n_outputs)."""
         out = self._outputs(X)
         return out[:, 0] if out.shape[1] == 1 else out
