@@ -17,10 +17,8 @@ the stochastic solvers, one call for L-BFGS):
 - Precision: the network computes in X's precision, float32 for float32 X and float64
   otherwise, as scikit-learn does (``coefs_`` have X's dtype).
 - ``alpha``: scikit-learn adds alpha * W to the summed-loss gradient and divides by
-  the batch's size (with sample weights, by the batch's weight sum), i.e. a weight
-  decay of alpha / batch_size on the mean-loss gradient, weights only. fastbp applies
-  one decay to every batch of an epoch: alpha / (batch_size * mean sample weight),
-  exact for whole batches of unweighted data and for full batches.
+  the batch's size (with sample weights, by the batch's weight sum), weights only:
+  `Network.fit`'s weight_decay with ``decay_on_sum=True``.
 - SGD momentum: scikit-learn keeps v <- momentum * v - lr * g, fastbp v <- momentum * v
   + g and steps by lr * v. At a fixed lr the steps are identical; when the lr changes
   between epochs ("invscaling", "adaptive") the stored velocity is rescaled by
@@ -440,9 +438,10 @@ class _BaseMLP(BaseEstimator):
     def _fit_args(self, batch, sample_weight):
         """Network.fit's arguments for one epoch of the stochastic solver."""
         grad_scale = self._grad_scale(self.n_outputs_)
-        mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+        # alpha penalises each batch's summed loss: the network divides it by the
+        # batch's size or weight sum, as scikit-learn does
         args = dict(batch_size=batch, epochs=1, shuffle=bool(self.shuffle),
-                    weight_decay=float(self.alpha) / (batch * mean_weight * grad_scale))
+                    weight_decay=float(self.alpha) / grad_scale, decay_on_sum=True)
         if self.solver == "adam":
             # Adam's step does not depend on the gradient's scale but through epsilon
             args.update(optimizer="adam_sklearn", betas=(float(self.beta_1), float(self.beta_2)),
@@ -547,10 +546,9 @@ class _BaseMLP(BaseEstimator):
             X = X.toarray()   # full-batch L-BFGS reads all of X at each evaluation
         grad_scale = self._grad_scale(self.n_outputs_)
         weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
-        decay = float(self.alpha) / (weight_sum * grad_scale)
         args = dict(optimizer="lbfgs", epochs=int(self.max_iter), max_fun=int(self.max_fun),
-                    tol=float(self.tol) / grad_scale, weight_decay=decay,
-                    sample_weight=sample_weight)
+                    tol=float(self.tol) / grad_scale, weight_decay=float(self.alpha) / grad_scale,
+                    decay_on_sum=True, sample_weight=sample_weight)
         if self.n_threads is not None:
             args["n_threads"] = self.n_threads
         try:
@@ -562,9 +560,9 @@ class _BaseMLP(BaseEstimator):
         if result.status != 0:
             _lbfgs_warning(result, self.n_iter_)
         squares = self._penalty_sum()
-        net_loss = float(result.fun) - 0.5 * decay * squares
-        self.loss_ = (self._sklearn_loss(net_loss, y_net, sample_weight)
-                      + 0.5 * float(self.alpha) * squares / weight_sum)
+        penalty = 0.5 * float(self.alpha) * squares / weight_sum   # scikit-learn's scale
+        net_loss = float(result.fun) - penalty / grad_scale
+        self.loss_ = self._sklearn_loss(net_loss, y_net, sample_weight) + penalty
 
     def _update_no_improvement_count(self, X_val, y_val, sw_val):
         if self.early_stopping:

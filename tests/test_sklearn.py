@@ -111,11 +111,14 @@ def _assert_same_weights(ours, theirs, rtol=1e-9, atol=1e-12):
     {"solver": "adam", "beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-2, "alpha": 0.1},
     {"solver": "adam", "activation": "relu", "learning_rate_init": 0.01},
     {"solver": "adam", "activation": "logistic", "tol": 0.5, "n_iter_no_change": 1},
+    {"solver": "adam", "batch_size": 35, "alpha": 0.1},     # a last batch of 15
+    {"batch_size": 50, "alpha": 0.1},                        # a last batch of 20
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 @pytest.mark.parametrize("kind", KINDS)
 def test_training_matches_sklearn_step_for_step(kind, options):
-    """Same initial weights (drawn as scikit-learn draws them), no shuffling and whole
-    batches: scikit-learn's SGD or Adam and fastbp's give the same weights to rounding."""
+    """Same initial weights (drawn as scikit-learn draws them), no shuffling: scikit-
+    learn's SGD or Adam and fastbp's give the same weights to rounding (alpha's decay
+    of a smaller last batch included)."""
     ours, theirs = _fit_both(kind, dict(COMMON, **options))
     assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
     _assert_same_weights(ours, theirs)
@@ -182,9 +185,9 @@ def test_adam_steps_are_sklearns_AdamOptimizer():
 
 @pytest.mark.parametrize("options", [
     {"solver": "lbfgs", "alpha": 0.1},
-    {"solver": "adam", "batch_size": 120, "alpha": 0.1},     # full batches: alpha / Σ s
-    {"solver": "adam", "alpha": 0.0},                         # mini-batches, no penalty
-    {"solver": "sgd", "alpha": 0.0, "nesterovs_momentum": False},
+    {"solver": "adam", "batch_size": 120, "alpha": 0.1},     # full batches
+    {"solver": "adam", "alpha": 0.1},                         # mini-batches: alpha / Σ s
+    {"solver": "sgd", "alpha": 0.1, "nesterovs_momentum": False, "batch_size": 50},
     {"solver": "adam", "alpha": 0.0, "early_stopping": True, "validation_fraction": 0.25,
      "n_iter_no_change": 2, "max_iter": 30},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
