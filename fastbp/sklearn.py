@@ -548,7 +548,7 @@ class _BaseMLP(BaseEstimator):
         weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         args = dict(optimizer="lbfgs", epochs=int(self.max_iter), max_fun=int(self.max_fun),
                     tol=float(self.tol) / grad_scale, weight_decay=float(self.alpha) / grad_scale,
-                    decay_on_sum=True, sample_weight=sample_weight)
+                    decay_on_sum=True, sample_weight=sample_weight, verbose=bool(self.verbose))
         if self.n_threads is not None:
             args["n_threads"] = self.n_threads
         try:

@@ -528,6 +528,11 @@ def test_verbose_prints_sklearns_lines(capsys):
         MLPClassifier((4,), max_iter=2, verbose=True, random_state=0).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Iteration 1, loss = ") and lines[1].startswith("Iteration 2, loss = ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier((4,), solver="lbfgs", max_iter=3, verbose=True, random_state=0).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == clf.n_iter_ == 3 and lines[0].startswith("iteration 1/3: loss ")
 
 
 def test_n_threads_is_passed_through_or_refused():
