@@ -677,9 +677,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _stratify = True
 
     def _net_loss(self):
-        # one logistic output for two classes, one per label for multi-label y, as in
-        # scikit-learn; softmax over the classes otherwise
-        if self._multilabel or len(self.classes_) == 2:
+        # one logistic output for two classes (or one: it learns p = 0), one per label
+        # for multi-label y, as in scikit-learn; softmax over the classes otherwise
+        if self._multilabel or len(self.classes_) <= 2:
             return "binary_cross_entropy"
         return "cross_entropy"
 
@@ -692,9 +692,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer().fit(y)
             self.classes_ = self._label_binarizer.classes_
-            if len(self.classes_) < 2:
-                raise ValueError(f"the classifier needs samples of at least 2 classes in y; "
-                                 f"got 1 class: {self.classes_[0]!r}")
         else:
             classes = unique_labels(y)
             if self.warm_start and not incremental:
@@ -763,8 +760,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     raise ValueError(f"`classes={classes}` is not the same as on the first call "
                                      f"to partial_fit: {self.classes_}")
             else:
-                if len(classes) < 2:
-                    raise ValueError(f"classes must hold at least 2 labels, got {classes}")
                 binarizer = LabelBinarizer()
                 if type_of_target(y).startswith("multilabel"):
                     binarizer.fit(y)

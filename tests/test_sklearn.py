@@ -353,6 +353,20 @@ def test_binary_is_sklearns_logistic_model():
     np.testing.assert_array_equal(clf.predict(X), np.where(z > 0, "yes", "no"))
 
 
+def test_one_class_trains_sklearns_constant_model():
+    """y with a single label: scikit-learn trains its logistic output towards p = 0 and
+    predicts that label; so does fastbp, to the same weights."""
+    X, _, _ = _problem()
+    y = np.full(len(X), "only")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier((4,), max_iter=5, random_state=0).fit(X, y)
+        theirs = skl_nn.MLPClassifier((4,), max_iter=5, random_state=0).fit(X, y)
+    assert ours.classes_.tolist() == ["only"] and (ours.predict(X) == "only").all()
+    _assert_same_weights(ours, theirs, rtol=1e-6, atol=1e-9)   # shuffled: sums in other orders
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6)
+
+
 def test_multiclass_probabilities_are_softmax_of_coefs():
     X, y, _ = _problem()
     clf = MLPClassifier((6,), activation="relu", max_iter=5, random_state=0)
