@@ -1,6 +1,8 @@
-"""fastbp.sklearn: scikit-learn's own estimator checks, the same SGD steps as
-scikit-learn's MLP, labels, partial_fit, warm_start, early stopping, pipelines,
-grid search with workers, pickling, and MNIST accuracy against scikit-learn."""
+"""fastbp.sklearn: scikit-learn's own estimator checks (each solver), the same SGD,
+Adam and L-BFGS trajectories as scikit-learn's MLP (every output kind, sample weights),
+precision following X, sparse X, labels, partial_fit, warm_start, early stopping,
+pipelines, grid search with workers, pickling, and MNIST accuracy against
+scikit-learn."""
 import inspect
 import pickle
 import subprocess
