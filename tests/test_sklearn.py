@@ -622,6 +622,117 @@ def test_grid_search_with_two_workers():
     assert search.best_estimator_.coefs_[0].shape[1] == search.best_params_["hidden_layer_sizes"][0]
 
 
+# -- sparse X -------------------------------------------------------------------------
+@pytest.mark.parametrize("container", ["csr_matrix", "csc_matrix", "csr_array"])
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_sparse_X_trains_as_dense_in_blocks(kind, container, monkeypatch):
+    """Sparse X is densified a few batches at a time (never all of it) and gives the
+    weights that dense X gives."""
+    import scipy.sparse
+    import fastbp.sklearn as fsk
+    X, labels, targets = _problem()
+    X[np.abs(X) < 1] = 0.0
+    y = labels if kind == "classifier" else targets
+    cls = MLPClassifier if kind == "classifier" else MLPRegressor
+    params = dict(COMMON, solver="sgd", alpha=0.01)
+    dense = cls(**params)
+    sparse = cls(**params)
+    monkeypatch.setattr(fsk, "SPARSE_BLOCK_VALUES", 2 * COMMON["batch_size"] * X.shape[1])
+    rows_seen = []
+    fit = fastbp.Network.fit
+
+    def recording_fit(self, X, *args, **kwargs):
+        rows_seen.append(len(X))
+        return fit(self, X, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense.fit(X, y)
+        monkeypatch.setattr(fastbp.Network, "fit", recording_fit)
+        sparse.fit(getattr(scipy.sparse, container)(X), y)
+    assert max(rows_seen) == 2 * COMMON["batch_size"] < len(X)
+    for a, b in zip(sparse.coefs_ + sparse.intercepts_, dense.coefs_ + dense.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sparse.loss_curve_, dense.loss_curve_, rtol=1e-12)
+    sparse_X = getattr(scipy.sparse, container)(X)
+    out = (lambda m, A: m.predict_proba(A)) if kind == "classifier" else (lambda m, A: m.predict(A))
+    # the C kernels may sum a row in another order in a block of other rows: last bit
+    np.testing.assert_allclose(out(sparse, sparse_X), out(sparse, X), rtol=1e-13)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_sparse_X_with_early_stopping_and_weights_is_dense_X(solver):
+    import scipy.sparse
+    X, labels, _ = _problem()
+    X[np.abs(X) < 1] = 0.0
+    weights = np.random.default_rng(4).uniform(0.5, 2, len(X))
+    params = dict(COMMON, solver=solver, early_stopping=True, validation_fraction=0.25,
+                  batch_size=30, alpha=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = MLPClassifier(**params).fit(X, labels, sample_weight=weights)
+        sparse = MLPClassifier(**params).fit(scipy.sparse.csc_matrix(X), labels,
+                                             sample_weight=weights)
+    _assert_same_weights(sparse, dense, rtol=1e-12, atol=1e-14)
+    if solver == "adam":
+        assert sparse.validation_scores_ == dense.validation_scores_
+
+
+def test_sparse_X_shuffles_each_epoch_reproducibly():
+    import scipy.sparse
+    X, y, _ = _problem()
+    sparse_X = scipy.sparse.csr_matrix(X)
+    fitted = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for shuffle in (True, True, False):
+            fitted.append(MLPClassifier(**dict(COMMON, solver="sgd", shuffle=shuffle)).fit(sparse_X, y))
+    np.testing.assert_array_equal(fitted[0].coefs_[0], fitted[1].coefs_[0])
+    assert not np.allclose(fitted[0].coefs_[0], fitted[2].coefs_[0])
+
+
+# -- what scikit-learn's own tests ask of a drop-in -----------------------------------
+def test_n_iter_no_change_inf_never_stops_early():
+    X, y, _ = _problem()
+    clf = MLPClassifier((4,), solver="sgd", tol=1e9, n_iter_no_change=np.inf, max_iter=30,
+                        random_state=0)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 30 and clf._no_improvement_count == 29
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_partial_fit_is_not_offered_for_lbfgs(cls):
+    assert not hasattr(cls(solver="lbfgs"), "partial_fit")
+    assert hasattr(cls(solver="sgd"), "partial_fit") and hasattr(cls(), "partial_fit")
+    with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as info:
+        cls(solver="lbfgs").partial_fit
+    assert "lbfgs is not stochastic" in str(info.value.__cause__)
+
+
+def test_diverging_sgd_with_early_stopping_records_nan_and_keeps_best_weights():
+    X, _, targets = _problem()
+    reg = MLPRegressor(hidden_layer_sizes=(20,), activation="identity", solver="sgd",
+                       learning_rate_init=5.0, early_stopping=True, max_iter=50, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X * 100, targets)
+    assert np.isnan(reg.validation_scores_[-1]) and isinstance(reg.validation_scores_[-1], float)
+    assert np.isnan(reg.loss_curve_[-1]) and len(reg.validation_scores_) == reg.n_iter_ < 50
+    finite = [s for s in reg.validation_scores_ if np.isfinite(s)]
+    assert reg.best_validation_score_ == max(finite)
+    assert np.isfinite(reg.predict(X)).all()
+    # without early stopping the divergence is an error, as in scikit-learn
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        reg.set_params(early_stopping=False).fit(X * 100, targets)
+
+
+def test_early_stopping_stratification_error_is_sklearns():
+    X = [[1, 2], [2, 3], [3, 4], [4, 5]]
+    with pytest.raises(ValueError, match=r"least populated classes.*\['True'\]"):
+        MLPClassifier(solver="sgd", early_stopping=True).fit(X, ["a", "a", "a", "b"])
+
+
 # -- MNIST against scikit-learn -------------------------------------------------------
 MNIST_TRAIN_SAMPLES = 20_000   # keeps scikit-learn's side of the test to a few seconds
 MNIST_PARAMS = dict(max_iter=5, random_state=0)   # scikit-learn's defaults otherwise: Adam
