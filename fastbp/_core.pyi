@@ -16,6 +16,7 @@ _Float = npt.NDArray[np.floating[Any]]
 _Labels = npt.NDArray[np.int32]
 _IsaName = Literal["generic", "avx2", "avx512"]
 
+SIGNAL_POLL_SECONDS: Final[float]
 STATUS_OK: Final[int]
 STATUS_NONFINITE_LOSS: Final[int]
 STATUS_NONFINITE_WEIGHTS: Final[int]

@@ -616,6 +616,9 @@ def _set_test_regroup(int every):
     fbp_test_regroup_every = every
 
 
+SIGNAL_POLL_SECONDS = 0.05   # how often a thread waiting for its turn looks for a Ctrl-C
+
+
 @cython.auto_pickle(False)
 cdef class ParameterLock:
     """How one Network is shared between Python threads.
@@ -691,7 +694,10 @@ cdef class ParameterLock:
                             self.readers_waiting -= 1
                             self.n_readers += 1
                             break
-                    self.cond.wait()
+                    # Timed: a Ctrl-C that lands after Python's last look at pending signals
+                    # but before the sleep would otherwise wait for the next notify (seen
+                    # under load as a test that hung in this wait).
+                    self.cond.wait(SIGNAL_POLL_SECONDS)
             except BaseException:  # interrupted while waiting: give up the place or the turn
                 if writer:
                     self.writers_waiting -= 1
