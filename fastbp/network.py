@@ -924,9 +924,10 @@ def load(path: str | os.PathLike[str]) -> Network:
     `fastbp.Network`.
 
     Raises FileNotFoundError if there is no file, and ValueError, saying what is
-    wrong, for anything that is not a complete, consistent model file: not a zip,
-    truncated, a newer format version, missing or extra arrays, shapes or dtypes
-    that disagree with the metadata, object (pickled) arrays, NaN or inf weights
+    wrong, for anything that is not a complete, consistent model file: neither
+    safetensors nor a .npz of format version 1 or 2, truncated, a checksum that does
+    not match, a newer format version, missing or extra arrays, shapes or dtypes that
+    disagree with the metadata, object (pickled) arrays, NaN or inf weights
     (fastbp/io.py reads it).
 
     >>> import fastbp, os, tempfile
