@@ -1,0 +1,167 @@
+"""Models that leave fastbp: ONNX export (`Network.to_onnx`, ``fastbp export``) and
+conversion to and from PyTorch (`Network.to_torch`, `Network.from_torch`).
+
+The ONNX graph is the network as ONNX Runtime (or any ONNX runtime) runs it:
+
+- input ``input``: (batch, n_inputs), float32 or float64 as the network, the batch
+  dimension dynamic;
+- one ``Gemm`` per layer (weights ``{2l}.weight`` stored as (n_out, n_in), ``transB=1``,
+  the names and layout of the model file and of `to_torch`'s state_dict), then the
+  hidden activation (``Relu``, ``Sigmoid``, ``Tanh``; none for identity);
+- outputs of a classifier: ``probabilities`` (batch, n_outputs), what
+  `Network.predict_proba` returns (``Softmax`` for cross_entropy, ``Sigmoid`` for
+  binary_cross_entropy), and ``label`` (int64), what `Network.predict` returns:
+  (batch,) class indices for cross_entropy (``ArgMax``), (batch, n_outputs) 0/1 for
+  binary_cross_entropy (``predict`` drops the second axis when it is 1);
+- output of a regressor: ``predictions`` (batch, n_outputs), what `Network.predict`
+  returns before it drops the second axis of one output (identity for mse, ``Exp``
+  for poisson).
+
+`to_torch` gives the ``nn.Sequential`` ``Linear, activation, Linear, ..., Linear``: it
+returns the last layer's pre-activations (logits), as PyTorch's losses
+(``CrossEntropyLoss``, ``BCEWithLogitsLoss``, ``PoissonNLLLoss(log_input=True)``)
+expect them; `from_torch` reads such a module.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import io
+from ._validation import check_integer
+from ._version import __version__
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13             # Softmax over one axis (earlier opsets flatten its input first)
+ONNX_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": None}
+OUTPUT_FUNCTIONS = {"cross_entropy": "Softmax", "binary_cross_entropy": "Sigmoid", "poisson": "Exp",
+                    "mse": None}
+TORCH_ACTIVATIONS = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
+
+
+def _require(module, install):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ImportError(f"this needs the {module} package: {install}") from None
+
+
+def to_onnx(net, path=None, opset=DEFAULT_OPSET):
+    """The ONNX model (an ``onnx.ModelProto``) of ``net``, written to ``path`` too when
+    given (atomically: a failed write keeps the old file). See the module's docstring
+    for the graph and its input and output names."""
+    onnx = _require("onnx", 'pip install "fastbp[onnx]"')
+    from onnx import TensorProto, helper, numpy_helper
+    newest = onnx.defs.onnx_opset_version()
+    opset = check_integer("opset", opset, MIN_OPSET)
+    if opset > newest:
+        raise ValueError(f"opset must be at most {newest}, the newest the installed onnx "
+                         f"{onnx.__version__} knows; got {opset}")
+    elem = TensorProto.FLOAT if net.dtype == np.float32 else TensorProto.DOUBLE
+    nodes, initializers = [], []
+    h = "input"
+    with net._lock.reading:
+        for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+            initializers += [numpy_helper.from_array(np.ascontiguousarray(w.T), f"{2 * l}.weight"),
+                             numpy_helper.from_array(b.copy(), f"{2 * l}.bias")]
+            out = f"linear{l}"
+            nodes.append(helper.make_node("Gemm", [h, f"{2 * l}.weight", f"{2 * l}.bias"], [out],
+                                          transB=1, name=f"layer{l}"))
+            h = out
+            act = ONNX_ACTIVATIONS[net.activations[l]] if l < net.n_layers - 1 else None
+            if act is not None:
+                nodes.append(helper.make_node(act, [h], [f"{act.lower()}{l}"], name=f"activation{l}"))
+                h = f"{act.lower()}{l}"
+    n_out = net.layer_sizes[-1]
+    function = OUTPUT_FUNCTIONS[net.loss]
+    if net.loss in ("cross_entropy", "binary_cross_entropy"):
+        nodes.append(helper.make_node(function, [h], ["probabilities"], axis=1) if function == "Softmax"
+                     else helper.make_node(function, [h], ["probabilities"]))
+        if net.loss == "cross_entropy":
+            nodes.append(helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0))
+            label_shape = ["batch"]
+        else:
+            initializers.append(numpy_helper.from_array(np.array(0.5, dtype=net.dtype), "half"))
+            nodes += [helper.make_node("Greater", ["probabilities", "half"], ["above_half"]),
+                      helper.make_node("Cast", ["above_half"], ["label"], to=TensorProto.INT64)]
+            label_shape = ["batch", n_out]
+        outputs = [helper.make_tensor_value_info("probabilities", elem, ["batch", n_out]),
+                   helper.make_tensor_value_info("label", TensorProto.INT64, label_shape)]
+    else:
+        nodes.append(helper.make_node(function or "Identity", [h], ["predictions"]))
+        outputs = [helper.make_tensor_value_info("predictions", elem, ["batch", n_out])]
+    graph = helper.make_graph(nodes, "fastbp.Network", [helper.make_tensor_value_info(
+        "input", elem, ["batch", net.layer_sizes[0]])], outputs, initializers)
+    model = helper.make_model_gen_version(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                          producer_name="fastbp", producer_version=__version__)
+    helper.set_model_props(model, {"fastbp.loss": net.loss,
+                                   "fastbp.layer_sizes": ",".join(map(str, net.layer_sizes))})
+    if path is not None:
+        io.write_atomically(path, model.SerializeToString())
+    return model
+
+
+def to_torch(net):
+    """``net`` as a ``torch.nn.Sequential`` of ``nn.Linear`` and activation modules
+    (logits out), in the network's dtype, with copies of its weights."""
+    torch = _require("torch", "pip install torch (https://pytorch.org)")
+    modules = []
+    with net._lock.reading:
+        for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+            linear = torch.nn.Linear(w.shape[0], w.shape[1], dtype=getattr(torch, net.dtype.name))
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+                linear.bias.copy_(torch.from_numpy(b.copy()))
+            modules.append(linear)
+            if l < net.n_layers - 1:
+                modules.append(getattr(torch.nn, TORCH_ACTIVATIONS[net.activations[l]])())
+    return torch.nn.Sequential(*modules)
+
+
+def from_torch(module, loss="cross_entropy", n_threads=None):
+    """A `fastbp.Network` with the weights of ``module``, an ``nn.Sequential`` of
+    ``nn.Linear`` layers with at most one ReLU, Sigmoid, Tanh or Identity between two
+    of them and a Linear last (its output is the logits the loss's output function
+    takes: softmax for cross_entropy, ...). Its parameters' dtype (float32 or float64)
+    is the network's. TypeError or ValueError naming the module that does not fit."""
+    torch = _require("torch", "pip install torch (https://pytorch.org)")
+    from .network import Network
+    if not isinstance(module, torch.nn.Sequential):
+        raise TypeError(f"from_torch: module must be a torch.nn.Sequential, got {type(module).__name__}")
+    names = {getattr(torch.nn, cls): name for name, cls in TORCH_ACTIVATIONS.items()}
+    sizes, activations, weights, biases = [], [], [], []
+    dtypes = set()
+    pending = None   # the activation after the last Linear seen
+    for i, m in enumerate(module):
+        if isinstance(m, torch.nn.Linear):
+            if sizes and m.in_features != sizes[-1]:
+                raise ValueError(f"from_torch: module[{i}] takes {m.in_features} inputs, the layer "
+                                 f"before gives {sizes[-1]}")
+            if weights:
+                activations.append(pending or "identity")
+            pending = None
+            if not sizes:
+                sizes.append(m.in_features)
+            sizes.append(m.out_features)
+            dtypes.update(p.dtype for p in m.parameters())
+            if not dtypes <= {torch.float32, torch.float64}:
+                raise ValueError(f"from_torch: module[{i}]'s parameters are "
+                                 f"{sorted(map(str, dtypes))}; fastbp takes float32 or float64")
+            weights.append(m.weight.detach().cpu().numpy().T)
+            biases.append(np.zeros(m.out_features, dtype=weights[-1].dtype) if m.bias is None
+                          else m.bias.detach().cpu().numpy())
+        elif type(m) in names and weights and pending is None:
+            pending = names[type(m)]
+        else:
+            raise ValueError(f"from_torch: module[{i}] is {type(m).__name__}: fastbp reads an "
+                             "nn.Sequential of nn.Linear layers with at most one ReLU, Sigmoid, Tanh "
+                             "or Identity between two of them, a Linear first and last")
+    if not weights or pending is not None:
+        raise ValueError("from_torch: the module must end with an nn.Linear (the loss gives the "
+                         f"output function); got {type(module[-1]).__name__ if len(module) else 'nothing'}")
+    if len(dtypes) != 1:
+        raise ValueError(f"from_torch: the parameters must all be float32 or all float64, got "
+                         f"{sorted(map(str, dtypes))}")
+    net = Network(sizes, activation=activations, loss=loss, dtype=weights[0].dtype.name,
+                  n_threads=n_threads)
+    net.set_weights(weights, biases)
+    return net
