@@ -45,10 +45,12 @@ def _require(module, install):
         raise ImportError(f"this needs the {module} package: {install}") from None
 
 
-def to_onnx(net, path=None, opset=DEFAULT_OPSET):
+def to_onnx(net, path=None, opset=DEFAULT_OPSET, classes=None):
     """The ONNX model (an ``onnx.ModelProto``) of ``net``, written to ``path`` too when
     given (atomically: a failed write keeps the old file). See the module's docstring
-    for the graph and its input and output names."""
+    for the graph and its input and output names. ``classes`` (a classifier's labels,
+    one per softmax output, or two for one sigmoid output; numbers or strings) makes
+    ``label`` those labels, (batch,), instead of indices."""
     onnx = _require("onnx", 'pip install "fastbp[onnx]"')
     from onnx import TensorProto, helper, numpy_helper
     newest = onnx.defs.onnx_opset_version()
@@ -76,16 +78,32 @@ def to_onnx(net, path=None, opset=DEFAULT_OPSET):
     if net.loss in ("cross_entropy", "binary_cross_entropy"):
         nodes.append(helper.make_node(function, [h], ["probabilities"], axis=1) if function == "Softmax"
                      else helper.make_node(function, [h], ["probabilities"]))
+        index = "label" if classes is None else "index"
         if net.loss == "cross_entropy":
-            nodes.append(helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0))
+            nodes.append(helper.make_node("ArgMax", ["probabilities"], [index], axis=1, keepdims=0))
             label_shape = ["batch"]
         else:
             initializers.append(numpy_helper.from_array(np.array(0.5, dtype=net.dtype), "half"))
             nodes += [helper.make_node("Greater", ["probabilities", "half"], ["above_half"]),
-                      helper.make_node("Cast", ["above_half"], ["label"], to=TensorProto.INT64)]
+                      helper.make_node("Cast", ["above_half"], [index], to=TensorProto.INT64)]
             label_shape = ["batch", n_out]
+        label_type = TensorProto.INT64
+        if classes is not None:
+            classes = np.asarray(classes)
+            n_classes = n_out if net.loss == "cross_entropy" else 2
+            if classes.shape != (n_classes,) or (net.loss == "binary_cross_entropy" and n_out != 1):
+                raise ValueError(f"classes must give one label per class ({n_classes}) of a "
+                                 "cross_entropy network or of one sigmoid output, got "
+                                 f"{classes.tolist()!r}")
+            classes = classes.astype(object) if classes.dtype.kind in "UO" else classes.astype(np.int64)
+            initializers += [numpy_helper.from_array(classes, "classes"),
+                             numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat")]
+            nodes += [helper.make_node("Reshape", [index, "flat"], ["flat_index"]),
+                      helper.make_node("Gather", ["classes", "flat_index"], ["label"])]
+            label_shape = ["batch"]
+            label_type = numpy_helper.from_array(classes).data_type
         outputs = [helper.make_tensor_value_info("probabilities", elem, ["batch", n_out]),
-                   helper.make_tensor_value_info("label", TensorProto.INT64, label_shape)]
+                   helper.make_tensor_value_info("label", label_type, label_shape)]
     else:
         nodes.append(helper.make_node(function or "Identity", [h], ["predictions"]))
         outputs = [helper.make_tensor_value_info("predictions", elem, ["batch", n_out])]
@@ -165,3 +183,87 @@ def from_torch(module, loss="cross_entropy", n_threads=None):
                   n_threads=n_threads)
     net.set_weights(weights, biases)
     return net
+
+
+# -- scikit-learn ------------------------------------------------------------------------
+# fastbp's hidden activation names -> scikit-learn's
+SKLEARN_ACTIVATIONS = {"identity": "identity", "sigmoid": "logistic", "tanh": "tanh", "relu": "relu"}
+# fastbp's loss -> scikit-learn's output activation (cross_entropy: softmax, or one
+# logistic output for two classes, as scikit-learn has it)
+SKLEARN_OUTPUTS = {"cross_entropy": "softmax", "binary_cross_entropy": "logistic", "mse": "identity",
+                   "poisson": "exp"}
+
+
+def to_sklearn(net, classes=None):
+    """A fitted ``sklearn.neural_network.MLPClassifier`` (cross_entropy,
+    binary_cross_entropy) or ``MLPRegressor`` (mse, poisson) that computes what ``net``
+    does: the same ``coefs_`` and ``intercepts_`` (in net's dtype), so the same
+    predictions. ``classes``: the labels of a classifier's outputs, in order (default
+    0, 1, ...); a cross_entropy network of two classes becomes scikit-learn's one
+    logistic output (its logit is the difference of the two), a binary_cross_entropy
+    one of one output a binary classifier, of several a multi-label one. Needs one
+    hidden activation for every layer, as scikit-learn has."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.preprocessing import LabelBinarizer
+    if len(set(net.activations)) > 1:
+        raise ValueError(f"to_sklearn: scikit-learn's MLPs have one hidden activation, this network "
+                         f"has {list(net.activations)}")
+    activation = SKLEARN_ACTIVATIONS[net.activations[0] if net.activations else "relu"]
+    with net._lock.reading:
+        coefs = [w.copy() for w in net.weights]
+        intercepts = [b.copy() for b in net.biases]
+    n_out = net.layer_sizes[-1]
+    out_activation = SKLEARN_OUTPUTS[net.loss]
+    if net.loss in ("mse", "poisson"):
+        if classes is not None:
+            raise ValueError(f"to_sklearn: classes are for classifiers; this network's loss is {net.loss!r}")
+        est = MLPRegressor(hidden_layer_sizes=net.layer_sizes[1:-1], activation=activation,
+                           loss="squared_error" if net.loss == "mse" else "poisson")
+    else:
+        est = MLPClassifier(hidden_layer_sizes=net.layer_sizes[1:-1], activation=activation)
+        multilabel = net.loss == "binary_cross_entropy" and n_out > 1
+        n_classes = n_out if multilabel or net.loss == "cross_entropy" else 2
+        classes = np.arange(n_classes) if classes is None else np.asarray(classes)
+        if classes.shape != (n_classes,) or len(np.unique(classes)) != n_classes:
+            raise ValueError(f"to_sklearn: classes must be {n_classes} distinct labels, one per "
+                             f"class of the network, got {classes.tolist()!r}")
+        if multilabel and not np.array_equal(classes, np.arange(n_out)):
+            raise ValueError("to_sklearn: a multi-label classifier's classes are its outputs' "
+                             "indices 0, 1, ..., as scikit-learn's")
+        if net.loss == "cross_entropy" and n_out == 2:
+            # softmax over (z0, z1) is sigmoid(z1 - z0): scikit-learn's binary model
+            coefs[-1] = coefs[-1][:, 1:] - coefs[-1][:, :1]
+            intercepts[-1] = intercepts[-1][1:] - intercepts[-1][:1]
+            out_activation = "logistic"
+        est._label_binarizer = LabelBinarizer().fit(np.eye(n_out, dtype=int) if multilabel else classes)
+        est.classes_ = est._label_binarizer.classes_
+    est.coefs_, est.intercepts_ = coefs, intercepts
+    est.n_features_in_ = net.layer_sizes[0]
+    est.n_layers_ = len(net.layer_sizes)
+    est.n_outputs_ = coefs[-1].shape[1]
+    est.out_activation_ = out_activation
+    est.n_iter_, est.t_ = 0, net.n_updates_
+    return est
+
+
+def from_sklearn(est):
+    """(Network, classes) from a fitted scikit-learn ``MLPClassifier`` or
+    ``MLPRegressor``: the same weights in their dtype; classes is the classifier's
+    ``classes_`` (None for a regressor). A binary classifier's one logistic output
+    becomes a binary_cross_entropy network of one output."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from .network import Network
+    if not isinstance(est, (MLPClassifier, MLPRegressor)):
+        raise TypeError(f"from_sklearn: est must be scikit-learn's MLPClassifier or MLPRegressor, "
+                        f"got {type(est).__name__}")
+    if not hasattr(est, "coefs_"):
+        raise ValueError(f"from_sklearn: this {type(est).__name__} is not fitted")
+    losses = {v: k for k, v in SKLEARN_OUTPUTS.items()}
+    loss = losses[est.out_activation_]
+    coefs, intercepts = est.coefs_, est.intercepts_
+    dtype = coefs[0].dtype
+    sizes = [coefs[0].shape[0]] + [w.shape[1] for w in coefs]
+    activation = {v: k for k, v in SKLEARN_ACTIVATIONS.items()}[est.activation]
+    net = Network(sizes, activation=activation, loss=loss, dtype=dtype.name)
+    net.set_weights(coefs, intercepts)
+    return net, (est.classes_ if isinstance(est, MLPClassifier) else None)

@@ -194,3 +194,96 @@ def test_from_torch_refuses_what_fastbp_cannot_hold(build, error, message):
     torch = pytest.importorskip("torch")
     with pytest.raises(error, match=message):
         fastbp.Network.from_torch(build(torch.nn))
+
+
+@needs_onnx
+@pytest.mark.parametrize("loss, n_out, classes", [
+    ("cross_entropy", 3, ["cat", "dog", "eel"]), ("cross_entropy", 2, [-1, 7]),
+    ("binary_cross_entropy", 1, ["no", "yes"])])
+def test_onnx_labels_can_be_the_classes(loss, n_out, classes):
+    net = fastbp.Network([7, 9, n_out], loss=loss, seed=3)
+    model = interop.to_onnx(net, classes=classes)
+    onnx.checker.check_model(model, full_check=True)
+    X = np.random.default_rng(4).normal(size=(300, 7)).astype(np.float32)
+    got = run_onnx(model, X)
+    np.testing.assert_array_equal(got["label"], np.asarray(classes)[net.predict(X)])
+
+
+@needs_onnx
+def test_onnx_classes_that_do_not_fit_are_refused():
+    with pytest.raises(ValueError, match="one label per class"):
+        interop.to_onnx(fastbp.Network([3, 4]), classes=["a", "b"])
+    with pytest.raises(ValueError, match="one label per class"):
+        interop.to_onnx(fastbp.Network([3, 2], loss="binary_cross_entropy"), classes=[0, 1])
+
+
+# -- scikit-learn ------------------------------------------------------------------------
+SKLEARN_CASES = [("cross_entropy", 4, None), ("cross_entropy", 2, ["neg", "pos"]),
+                 ("binary_cross_entropy", 1, None), ("binary_cross_entropy", 3, None),
+                 ("mse", 2, None), ("poisson", 1, None)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss, n_out, classes", SKLEARN_CASES)
+def test_to_sklearn_predicts_what_the_network_does(loss, n_out, classes, dtype):
+    pytest.importorskip("sklearn")
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    net = fastbp.Network([7, 9, 8, n_out], activation="tanh", loss=loss, dtype=dtype)
+    rng = np.random.default_rng(5)
+    net.set_weights([rng.normal(0, 0.5, w.shape) for w in net.weights],
+                    [rng.normal(0, 0.2, b.shape) for b in net.biases])
+    est = interop.to_sklearn(net, classes)
+    assert type(est) is (MLPRegressor if loss in ("mse", "poisson") else MLPClassifier)
+    X = rng.normal(size=(500, 7)).astype(dtype)
+    if loss in ("mse", "poisson"):
+        assert_close_to_scale(est.predict(X), net.predict(X), TOLERANCE[dtype])
+    else:
+        labels = net.predict(X) if classes is None else np.asarray(classes)[net.predict(X)]
+        np.testing.assert_array_equal(est.predict(X), labels)
+        proba = net.predict_proba(X)
+        if proba.shape[1] == 1:
+            proba = np.hstack([1 - proba, proba])
+        np.testing.assert_allclose(est.predict_proba(X), proba, rtol=TOLERANCE[dtype],
+                                   atol=TOLERANCE[dtype] * 1e-3)
+    if not (loss == "cross_entropy" and n_out == 2):   # (that one's two logits become one)
+        for w, c in zip(net.weights + net.biases, est.coefs_ + est.intercepts_):
+            np.testing.assert_array_equal(w, c)
+    back, back_classes = interop.from_sklearn(est)
+    assert back.dtype == net.dtype and back.activations == net.activations
+    if classes is not None:
+        np.testing.assert_array_equal(back_classes, classes)
+    if loss in ("mse", "poisson"):
+        assert_close_to_scale(back.predict(X), net.predict(X), TOLERANCE[dtype])
+    else:
+        np.testing.assert_array_equal(back.predict(X), net.predict(X))
+
+
+def test_from_sklearn_reads_a_model_scikit_learn_trained():
+    pytest.importorskip("sklearn")
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(300, 5))
+    y = np.array(["a", "b", "c"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)]
+    with pytest.warns(ConvergenceWarning):
+        est = MLPClassifier((8, 6), activation="relu", max_iter=20, random_state=0).fit(X, y)
+    net, classes = interop.from_sklearn(est)
+    assert net.layer_sizes == (5, 8, 6, 3) and net.loss == "cross_entropy"
+    np.testing.assert_array_equal(classes[net.predict(X)], est.predict(X))
+    np.testing.assert_allclose(net.predict_proba(X), est.predict_proba(X), rtol=1e-12)
+
+
+def test_sklearn_conversions_refuse_what_the_other_side_cannot_hold():
+    pytest.importorskip("sklearn")
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.linear_model import LinearRegression
+    with pytest.raises(ValueError, match="one hidden activation"):
+        interop.to_sklearn(fastbp.Network([3, 4, 4, 2], activation=["relu", "tanh"]))
+    with pytest.raises(ValueError, match="classes must be 3 distinct labels"):
+        interop.to_sklearn(fastbp.Network([3, 4, 3]), classes=["a", "a", "b"])
+    with pytest.raises(ValueError, match="classes are for classifiers"):
+        interop.to_sklearn(fastbp.Network([3, 1], loss="mse"), classes=[0])
+    with pytest.raises(TypeError, match="got LinearRegression"):
+        interop.from_sklearn(LinearRegression())
+    with pytest.raises(ValueError, match="not fitted"):
+        interop.from_sklearn(MLPRegressor())
