@@ -24,11 +24,17 @@ expect them; `from_torch` reads such a module.
 """
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import io
 from ._validation import check_integer
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from .network import Network
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13             # Softmax over one axis (earlier opsets flatten its input first)
@@ -45,7 +51,8 @@ def _require(module, install):
         raise ImportError(f"this needs the {module} package: {install}") from None
 
 
-def to_onnx(net, path=None, opset=DEFAULT_OPSET, classes=None):
+def to_onnx(net: Network, path: str | os.PathLike[str] | None = None, opset: int = DEFAULT_OPSET,
+            classes: Any = None) -> Any:
     """The ONNX model (an ``onnx.ModelProto``) of ``net``, written to ``path`` too when
     given (atomically: a failed write keeps the old file). See the module's docstring
     for the graph and its input and output names. ``classes`` (a classifier's labels,
@@ -118,7 +125,7 @@ def to_onnx(net, path=None, opset=DEFAULT_OPSET, classes=None):
     return model
 
 
-def to_torch(net):
+def to_torch(net: Network) -> Any:
     """``net`` as a ``torch.nn.Sequential`` of ``nn.Linear`` and activation modules
     (logits out), in the network's dtype, with copies of its weights."""
     torch = _require("torch", "pip install torch (https://pytorch.org)")
@@ -135,7 +142,7 @@ def to_torch(net):
     return torch.nn.Sequential(*modules)
 
 
-def from_torch(module, loss="cross_entropy", n_threads=None):
+def from_torch(module: Any, loss: str = "cross_entropy", n_threads: int | None = None) -> Network:
     """A `fastbp.Network` with the weights of ``module``, an ``nn.Sequential`` of
     ``nn.Linear`` layers with at most one ReLU, Sigmoid, Tanh or Identity between two
     of them and a Linear last (its output is the logits the loss's output function
@@ -194,7 +201,7 @@ SKLEARN_OUTPUTS = {"cross_entropy": "softmax", "binary_cross_entropy": "logistic
                    "poisson": "exp"}
 
 
-def to_sklearn(net, classes=None):
+def to_sklearn(net: Network, classes: Any = None) -> Any:
     """A fitted ``sklearn.neural_network.MLPClassifier`` (cross_entropy,
     binary_cross_entropy) or ``MLPRegressor`` (mse, poisson) that computes what ``net``
     does: the same ``coefs_`` and ``intercepts_`` (in net's dtype), so the same
@@ -246,7 +253,7 @@ def to_sklearn(net, classes=None):
     return est
 
 
-def from_sklearn(est):
+def from_sklearn(est: Any) -> tuple[Network, Any]:
     """(Network, classes) from a fitted scikit-learn ``MLPClassifier`` or
     ``MLPRegressor``: the same weights in their dtype; classes is the classifier's
     ``classes_`` (None for a regressor). A binary classifier's one logistic output

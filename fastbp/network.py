@@ -826,7 +826,8 @@ class Network:
         """Write the network to ``path`` (see `fastbp.load`)."""
         io.save_network(self, path)
 
-    def to_onnx(self, path: str | os.PathLike[str] | None = None, opset: int = interop.DEFAULT_OPSET):
+    def to_onnx(self, path: str | os.PathLike[str] | None = None, opset: int = interop.DEFAULT_OPSET
+                ) -> Any:
         """The network as an ONNX model (``onnx.ModelProto``), also written to ``path``
         when given: input ``input`` (batch, n_inputs); outputs ``probabilities`` and
         ``label`` (classifiers) or ``predictions`` (regressors), as `predict_proba` and
@@ -839,7 +840,7 @@ class Network:
         """
         return interop.to_onnx(self, path, opset)
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """The network as a ``torch.nn.Sequential`` (``Linear``, activation, ...,
         ``Linear``) that returns the logits: apply softmax (cross_entropy), sigmoid
         (binary_cross_entropy) or exp (poisson) for `predict_proba`/`predict`.
@@ -855,7 +856,7 @@ class Network:
         return interop.to_torch(self)
 
     @classmethod
-    def from_torch(cls, module, loss: str = "cross_entropy", n_threads: int | None = None) -> "Network":
+    def from_torch(cls, module: Any, loss: str = "cross_entropy", n_threads: int | None = None) -> "Network":
         """A network with the weights of a ``torch.nn.Sequential`` of ``nn.Linear`` and
         ReLU/Sigmoid/Tanh/Identity layers, Linear last (its logits go through ``loss``'s
         output function); float32 or float64 as its parameters.
