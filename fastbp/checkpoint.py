@@ -1,7 +1,7 @@
 """Checkpoints of a training run: `Network.fit(..., checkpoint=path, checkpoint_every=k)`
 writes one after every k epochs, `fit(..., resume=path)` continues from it.
 
-A checkpoint is a model file (fastbp/io.py, format version 2) that also holds what
+A checkpoint is a model file (fastbp/io.py) that also holds what
 the rest of the run needs to be the very run that was interrupted: the optimizer's
 state (velocities, or Adam's moments and step count), the epoch and update reached,
 the shuffle generator's state (the next epoch's order comes from it), the schedule's

@@ -3,6 +3,7 @@
     fastbp train [--recipe fast98] [--layers 784,256,10] [--epochs 5] [--save model.fbp] ...
     fastbp evaluate model.fbp          # loss, accuracy, confusion matrix on the test set
     fastbp predict model.fbp images    # labels and probabilities for IDX or .npy images
+    fastbp export model.fbp model.onnx # the model as an ONNX graph (pip install "fastbp[onnx]")
     fastbp info                        # version, code path, threads, NumPy/BLAS
     fastbp bench ...                   # the benchmarks, when installed
 
@@ -23,7 +24,7 @@ import time
 
 import numpy as np
 
-from . import datasets
+from . import datasets, interop
 from ._platform import numpy_blas
 from ._validation import check_integer, check_nonnegative, check_positive, check_real
 from ._version import __version__
@@ -434,6 +435,18 @@ def cmd_predict(args, out):
     return 0
 
 
+def cmd_export(args, out):
+    net = load_model(args.model)
+    try:
+        net.to_onnx(args.onnx, opset=args.opset)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {args.onnx} (ONNX opset {args.opset}: input 'input', outputs "
+          + ("'probabilities' and 'label'" if net.loss in ("cross_entropy", "binary_cross_entropy")
+             else "'predictions'") + ")", file=out)
+    return 0
+
+
 # -- info / bench ------------------------------------------------------------------------
 def _isa():
     from . import _core
@@ -596,6 +609,14 @@ def build_parser():
     p.add_argument("images", help="an IDX image file (.gz or raw) or a .npy array (n, 784) or (n, 28, 28)")
     p.add_argument("--all", action="store_true", help="print every class probability")
     p.set_defaults(run=cmd_predict)
+
+    x = sub.add_parser("export", help="write a saved model as an ONNX graph")
+    x.add_argument("model", help="a model file written by --save or Network.save")
+    x.add_argument("onnx", metavar="MODEL.onnx", help="where to write the ONNX model")
+    x.add_argument("--opset", type=argument(int, lambda v: check_integer("value", v, interop.MIN_OPSET),
+                                            f"an integer >= {interop.MIN_OPSET}"),
+                   default=interop.DEFAULT_OPSET, help=f"ONNX opset (default {interop.DEFAULT_OPSET})")
+    x.set_defaults(run=cmd_export)
 
     i = sub.add_parser("info", help="version, code path, threads, NumPy/BLAS")
     i.add_argument("--json", action="store_true", help="as JSON")

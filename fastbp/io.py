@@ -1,55 +1,75 @@
 """Model files: `Network.save(path)` and `fastbp.load(path)`.
 
-A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` members, stored
-uncompressed) holding:
+A model file (format version 3) is a safetensors file (https://huggingface.co/docs/safetensors),
+written and parsed by the ``safetensors`` library:
 
-- ``metadata.npy``: UTF-8 JSON as a uint8 vector: format name and version, layer
-  sizes, hidden activations, loss, dtype and the fastbp version that wrote it;
-- ``W0.npy``, ``b0.npy``, ``W1.npy``, ...: each layer's weights (n_in, n_out) and
-  biases (n_out,), in the network's dtype.
+- tensors ``0.weight``, ``0.bias``, ``2.weight``, ``2.bias``, ...: layer l's weights as
+  ``(n_out, n_in)`` and biases ``(n_out,)`` under the names ``{2l}.weight`` and
+  ``{2l}.bias``, in the network's dtype. These are the layout and the names of the
+  ``state_dict`` of the equivalent ``torch.nn.Sequential`` (`Network.to_torch`:
+  ``Linear, activation, Linear, ...``, where layer l's ``nn.Linear`` is module 2l), so
+  ``seq.load_state_dict(safetensors.torch.load_file(path))`` loads a model file into
+  PyTorch. (fastbp's own ``net.weights[l]`` is the transpose, ``(n_in, n_out)``.)
+- in the header's ``__metadata__`` (text, as safetensors requires): ``format``
+  ("fastbp.Network"), ``format_version``, ``layer_sizes`` and ``activations`` (JSON),
+  ``loss``, ``dtype``, ``fastbp_version``, and ``checksum``: a BLAKE2b digest of the
+  rest of the metadata and of every tensor's name, dtype, shape and bytes (safetensors
+  has no checksum, and a flipped bit in a weight must not load as a different model).
 
-A checkpoint (`Network.fit(..., checkpoint=path)`, format version 2) is a model file
-with the rest of a training run beside the weights:
+A checkpoint (`Network.fit(..., checkpoint=path)`) is a model file with the rest of a
+training run beside the weights:
 
-- in the metadata, ``optimizer_state`` (its kind, rows and Adam's step count) and
-  ``run`` (the fit's settings, fingerprints of its data, the epoch and step reached,
-  the shuffle generator's state and the schedule's; fastbp/checkpoint.py);
-- ``s0_W0.npy``, ``s0_b0.npy``, ...: row k of the optimizer's state (the momentum
-  velocity, or Adam's m and v) laid out like the weights;
-- ``h_loss.npy``, ``h_val_loss.npy``, ...: the History so far, float64 vectors.
+- in the metadata, ``optimizer_state`` (JSON: its kind, rows and Adam's step count) and
+  ``run`` (JSON: the fit's settings, fingerprints of its data, the epoch and step
+  reached, the shuffle generator's state and the schedule's; fastbp/checkpoint.py);
+- ``state.{k}.{2l}.weight``, ``state.{k}.{2l}.bias``: row k of the optimizer's state
+  (the momentum velocity, or Adam's m and v) laid out like the weights;
+- ``history.loss``, ``history.val_loss``, ...: the History so far, float64 vectors.
 
-Nothing in it is pickled, so loading never executes code from the file. `load`
-checks every member's declared size and ``.npy`` header against the metadata and
-against the bytes actually present before it allocates anything, so a truncated
-file or a lying header is refused with a ValueError instead of an exhausted memory.
-A model file holds no optimizer state: a loaded network starts a fresh optimizer
-(a loaded checkpoint's network has its state).
+Format versions 1 (model) and 2 (checkpoint) were NumPy ``.npz`` archives (members
+``metadata.npy``, ``W0.npy``, ``b0.npy``, ..., ``s0_W0.npy``, ``h_loss.npy``, the
+weights as ``(n_in, n_out)``); `load` still reads them (`_read_npz`). A file's first
+bytes say which container it is, and its format version must agree.
+
+Nothing in either is pickled, so loading never executes code from the file. Every
+size is checked against the bytes actually present before anything is allocated (the
+safetensors parser bounds-checks its header's offsets; the .npz reader checks each
+member's declared size and ``.npy`` header), so a truncated file or a lying header is
+refused with a ValueError instead of an exhausted memory. A model file holds no
+optimizer state: a loaded network starts a fresh optimizer (a loaded checkpoint's
+network has its state).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
+import struct
 import tempfile
 import zipfile
+from io import BytesIO
 
 import numpy as np
+import safetensors.numpy
 
 from ._version import __version__
 
 FORMAT_NAME = "fastbp.Network"
-MODEL_VERSION = 1          # what a model file is written as: readable by every fastbp
-CHECKPOINT_VERSION = 2     # a model file and the run's state
-FORMAT_VERSION = CHECKPOINT_VERSION   # the newest this fastbp reads
+FORMAT_VERSION = 3         # safetensors: models and checkpoints; the newest this fastbp reads
+NPZ_VERSIONS = (1, 2)      # .npz: 1 a model, 2 a checkpoint
+CHECKPOINT_NPZ_VERSION = 2
 HISTORY_FIELDS = ("loss", "val_loss", "val_accuracy", "epoch_seconds", "lr")
+JSON_FIELDS = ("format_version", "layer_sizes", "activations", "optimizer_state", "run")
 METADATA_MEMBER = "metadata.npy"
 MAX_METADATA_BYTES = 1 << 16     # the JSON is a few hundred bytes; anything larger is not ours
 MAX_NPY_HEADER_BYTES = 1 << 12   # NumPy writes 64..~200 bytes
 
 
-def _array_members(n_layers, prefix=""):
-    """The names of the weight and bias members, in layer order."""
-    return [name for l in range(n_layers) for name in (f"{prefix}W{l}.npy", f"{prefix}b{l}.npy")]
+def linear_names(n_layers, prefix=""):
+    """The weight and bias tensor names, in layer order: those of the equivalent
+    nn.Sequential's state_dict, where layer l's Linear is module 2l."""
+    return [f"{prefix}{2 * l}.{kind}" for l in range(n_layers) for kind in ("weight", "bias")]
 
 
 def save_network(net, path, run=None, history=None, rule_steps=None):
@@ -68,18 +88,17 @@ def save_network(net, path, run=None, history=None, rule_steps=None):
     path = os.fspath(path)
     metadata = {
         "format": FORMAT_NAME,
-        "format_version": MODEL_VERSION if run is None else CHECKPOINT_VERSION,
+        "format_version": FORMAT_VERSION,
         "layer_sizes": list(net.layer_sizes),
         "activations": list(net.activations),
         "loss": net.loss,
         "dtype": net.dtype.name,
         "fastbp_version": __version__,
     }
-    arrays = {}
+    names = linear_names(net.n_layers)
+    tensors = {}
     with net._lock.reading:  # a copy of the weights of one complete update
-        for l, (w, b) in enumerate(zip(net.weights, net.biases)):
-            arrays[f"W{l}"] = w.copy()
-            arrays[f"b{l}"] = b.copy()
+        tensors.update(zip(names, _torch_layout(net.weights, net.biases)))
         if run is not None:
             rows = 0 if net._state is None else len(net._state)
             metadata["optimizer_state"] = {"kind": net._state_kind if rows else None, "rows": rows,
@@ -87,14 +106,35 @@ def save_network(net, path, run=None, history=None, rule_steps=None):
                                                              else rule_steps)}
             metadata["run"] = run
             for k in range(rows):
-                weights, biases = net._layout.views(net._state[k])
-                for l, (w, b) in enumerate(zip(weights, biases)):
-                    arrays[f"s{k}_W{l}"] = w.copy()
-                    arrays[f"s{k}_b{l}"] = b.copy()
+                tensors.update(zip(linear_names(net.n_layers, f"state.{k}."),
+                                   _torch_layout(*net._layout.views(net._state[k]))))
             for name in HISTORY_FIELDS:
-                arrays[f"h_{name}"] = np.asarray(getattr(history, name), dtype=np.float64)
-    arrays = {METADATA_MEMBER[:-4]: np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8),
-              **arrays}
+                tensors[f"history.{name}"] = np.asarray(getattr(history, name), dtype=np.float64)
+    header = {key: value if key not in JSON_FIELDS else json.dumps(value)
+              for key, value in metadata.items()}
+    header["checksum"] = _checksum(header, tensors)
+    write_atomically(path, safetensors.numpy.save(tensors, metadata=header))
+
+
+def _torch_layout(weights, biases):
+    """[W0ᵀ, b0, W1ᵀ, b1, ...] as new C-contiguous arrays: nn.Linear's (n_out, n_in)."""
+    return [a for w, b in zip(weights, biases) for a in (np.ascontiguousarray(w.T), b.copy())]
+
+
+def _checksum(header, tensors):
+    """A digest of the metadata (but the checksum) and of every tensor."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps({k: v for k, v in header.items() if k != "checksum"}, sort_keys=True).encode())
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(json.dumps([name, a.dtype.str, a.shape]).encode())
+        h.update(memoryview(a).cast("B"))
+    return "blake2b-128:" + h.hexdigest()
+
+
+def write_atomically(path, data):
+    """Write the bytes ``data`` to ``path`` through a temporary file beside it and a
+    rename: ``path`` holds either all of them or what it held before."""
     directory = os.path.dirname(os.path.abspath(path))
     # The temporary file sits in the target's directory so that os.replace is a
     # rename within one file system, which is atomic.
@@ -108,7 +148,7 @@ def save_network(net, path, run=None, history=None, rule_steps=None):
             mode = 0o666 & ~_umask()
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)   # a file object: no ".npz" appended
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -143,6 +183,143 @@ def bad_model(path, problem):
     return BadModelFile(f"{path}: not a usable fastbp model file: {problem}")
 
 
+def read_model(path):
+    """(metadata dict, [W0, b0, W1, b1, ...], extras) from a file written by
+    `save_network` (or a format version 1 or 2 .npz): the reading half of
+    `fastbp.load` (fastbp/network.py builds the Network). Weights come as fastbp's
+    (n_in, n_out). extras is {} for a model file; for a checkpoint {"state": one
+    [W0, b0, ...] per row of the optimizer's state, "history": {field: float64 vector}}.
+
+    Raises FileNotFoundError if there is no file, and BadModelFile (a ValueError),
+    saying what is wrong, for anything that is not a complete, consistent model file:
+    neither safetensors nor zip, truncated, a checksum that does not match, a newer
+    format version, missing or extra arrays, shapes or dtypes that disagree with the
+    metadata, object (pickled) arrays.
+    """
+    path = os.fspath(path)
+    try:  # non-blocking: a FIFO must not hang the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such model file") from None
+    # One open file, read whole: measured and read by path, a file that another
+    # process replaces in between could be judged by one and read from another.
+    # Reading it whole allocates no more than the file holds.
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise bad_model(path, "not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read()
+    try:
+        if data.startswith(b"PK"):
+            return _read_npz(path, BytesIO(data), len(data))
+        return _read_safetensors(path, data)
+    except BadModelFile:
+        raise
+    except Exception as e:  # noqa: BLE001 - a hostile file can reach any error of the parsers
+        raise bad_model(path, f"unreadable ({type(e).__name__}: {e})") from None
+
+
+def _read_safetensors(path, data):
+    try:
+        tensors = safetensors.numpy.load(data)
+        # The library has checked the header; it does not return its metadata.
+        (header_bytes,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + header_bytes])["__metadata__"]
+    except Exception as e:  # noqa: BLE001 - SafetensorError, or a dtype NumPy lacks
+        raise bad_model(path, f"neither a safetensors file nor a .npz archive, or damaged "
+                        f"({type(e).__name__}: {e})") from None
+    if header.get("checksum") != _checksum(header, tensors):
+        raise bad_model(path, "its checksum does not match its contents: corrupt, or not "
+                        "written by fastbp")
+    meta = {}
+    for key, value in header.items():
+        try:
+            meta[key] = json.loads(value) if key in JSON_FIELDS else value
+        except ValueError as e:
+            raise bad_model(path, f"metadata {key} is not valid JSON ({e})") from None
+    _check_metadata(path, meta, "safetensors")
+    sizes, dtype = meta["layer_sizes"], np.dtype(meta["dtype"])
+    n_layers = len(sizes) - 1
+    rows = meta["optimizer_state"]["rows"] if "run" in meta else 0
+    wanted = {}   # name -> (shape, dtype); None: any vector
+    for prefix in [""] + [f"state.{k}." for k in range(rows)]:
+        for l in range(n_layers):
+            wanted[f"{prefix}{2 * l}.weight"] = ((sizes[l + 1], sizes[l]), dtype)
+            wanted[f"{prefix}{2 * l}.bias"] = ((sizes[l + 1],), dtype)
+    if "run" in meta:
+        wanted.update((f"history.{name}", (None, np.dtype(np.float64))) for name in HISTORY_FIELDS)
+    missing = [name for name in wanted if name not in tensors]
+    extra = sorted(set(tensors) - set(wanted))
+    if missing:
+        raise bad_model(path, f"missing arrays {', '.join(missing)}")
+    if extra:
+        raise bad_model(path, f"unexpected tensors {', '.join(extra)}")
+    for name, (shape, want) in wanted.items():
+        a = tensors[name]
+        if a.dtype != want:
+            raise bad_model(path, f"{name} has dtype {a.dtype}, the metadata says {want}")
+        if a.shape != shape and not (shape is None and a.ndim == 1):
+            raise bad_model(path, f"{name} has shape {a.shape}, layer sizes {sizes} need "
+                            f"{shape if shape is not None else 'a vector'}")
+    # Back to fastbp's (n_in, n_out): a transposed view, copied by whoever keeps it.
+    arrays = [tensors[name].T if name.endswith("weight") else tensors[name] for name in wanted]
+    return _split(meta, arrays, n_layers, rows)
+
+
+def _split(meta, arrays, n_layers, rows):
+    """(meta, model arrays, extras) from [model, state rows..., history...] in order."""
+    n_model = 2 * n_layers
+    extras = {}
+    if "run" in meta:
+        extras["state"] = [arrays[n_model * (k + 1):n_model * (k + 2)] for k in range(rows)]
+        extras["history"] = dict(zip(HISTORY_FIELDS, arrays[n_model * (rows + 1):]))
+    return meta, arrays[:n_model], extras
+
+
+def _check_metadata(path, meta, container):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise bad_model(path, f"metadata does not describe a {FORMAT_NAME}")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise bad_model(path, f"format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise BadModelFile(f"{path}: written in model format version {version} by fastbp "
+                           f"{meta.get('fastbp_version', '?')}; this fastbp ({__version__}) reads "
+                           f"format versions up to {FORMAT_VERSION}: upgrade fastbp to load it")
+    if (version in NPZ_VERSIONS) != (container == "npz"):
+        raise bad_model(path, f"format version {version} in a {container} file: versions "
+                        f"{' and '.join(map(str, NPZ_VERSIONS))} are .npz archives, {FORMAT_VERSION} "
+                        "safetensors")
+    sizes = meta.get("layer_sizes")
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)):
+        raise bad_model(path, f"layer_sizes must be a list of at least two integers >= 1, got {sizes!r}")
+    acts = meta.get("activations")
+    if not isinstance(acts, list) or len(acts) != len(sizes) - 2 or not all(isinstance(a, str) for a in acts):
+        raise bad_model(path, f"activations must list one name per hidden layer "
+                        f"({len(sizes) - 2}), got {acts!r}")
+    if not isinstance(meta.get("loss"), str):
+        raise bad_model(path, f"loss must be a name, got {meta.get('loss')!r}")
+    if meta.get("dtype") not in ("float32", "float64"):
+        raise bad_model(path, f"dtype must be 'float32' or 'float64', got {meta.get('dtype')!r}")
+    if ("run" in meta) != ("optimizer_state" in meta) or ("run" in meta and version == 1):
+        raise bad_model(path, "a checkpoint's metadata has both run and optimizer_state, in "
+                        "format version 2 or later")
+    if "optimizer_state" in meta:
+        state = meta["optimizer_state"]
+        if (not isinstance(state, dict) or state.get("rows") not in (0, 1, 2)
+                or state.get("kind") not in ({None} if state.get("rows") == 0 else
+                                              {"velocity"} if state.get("rows") == 1 else {"moments"})
+                or isinstance(state.get("rule_steps"), bool) or not isinstance(state.get("rule_steps"), int)
+                or state["rule_steps"] < 0):
+            raise bad_model(path, f"optimizer_state must give rows 0 (kind None), 1 (velocity) or 2 "
+                            f"(moments) and rule_steps >= 0, got {state!r}")
+        if not isinstance(meta["run"], dict):
+            raise bad_model(path, f"run must be a mapping, got {meta['run']!r}")
+
+
+# -- format versions 1 and 2: .npz archives ------------------------------------------
 def _read_npy_header(path, archive, info):
     """(shape, dtype, data_offset) from a member's .npy header, read without
     reading the data."""
@@ -181,78 +358,15 @@ def _read_member(path, archive, info, offset, nbytes):
     return data
 
 
-def _check_metadata(path, meta):
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise bad_model(path, f"metadata does not describe a {FORMAT_NAME}")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise bad_model(path, f"format_version must be a positive integer, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise BadModelFile(f"{path}: written in model format version {version} by fastbp "
-                         f"{meta.get('fastbp_version', '?')}; this fastbp ({__version__}) reads "
-                         f"format versions up to {FORMAT_VERSION}: upgrade fastbp to load it")
-    sizes = meta.get("layer_sizes")
-    if (not isinstance(sizes, list) or len(sizes) < 2
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)):
-        raise bad_model(path, f"layer_sizes must be a list of at least two integers >= 1, got {sizes!r}")
-    acts = meta.get("activations")
-    if not isinstance(acts, list) or len(acts) != len(sizes) - 2 or not all(isinstance(a, str) for a in acts):
-        raise bad_model(path, f"activations must list one name per hidden layer "
-                         f"({len(sizes) - 2}), got {acts!r}")
-    if not isinstance(meta.get("loss"), str):
-        raise bad_model(path, f"loss must be a name, got {meta.get('loss')!r}")
-    if meta.get("dtype") not in ("float32", "float64"):
-        raise bad_model(path, f"dtype must be 'float32' or 'float64', got {meta.get('dtype')!r}")
-    if ("run" in meta) != ("optimizer_state" in meta) or ("run" in meta and version < CHECKPOINT_VERSION):
-        raise bad_model(path, "a checkpoint's metadata has both run and optimizer_state, in format "
-                         f"version {CHECKPOINT_VERSION} or later")
-    if "optimizer_state" in meta:
-        state = meta["optimizer_state"]
-        if (not isinstance(state, dict) or state.get("rows") not in (0, 1, 2)
-                or state.get("kind") not in ({None} if state.get("rows") == 0 else
-                                              {"velocity"} if state.get("rows") == 1 else {"moments"})
-                or isinstance(state.get("rule_steps"), bool) or not isinstance(state.get("rule_steps"), int)
-                or state["rule_steps"] < 0):
-            raise bad_model(path, f"optimizer_state must give rows 0 (kind None), 1 (velocity) or 2 "
-                             f"(moments) and rule_steps >= 0, got {state!r}")
-        if not isinstance(meta["run"], dict):
-            raise bad_model(path, f"run must be a mapping, got {meta['run']!r}")
+def _array_members(n_layers, prefix=""):
+    """The names of a .npz's weight and bias members, in layer order."""
+    return [name for l in range(n_layers) for name in (f"{prefix}W{l}.npy", f"{prefix}b{l}.npy")]
 
 
-def read_model(path):
-    """(metadata dict, [W0, b0, W1, b1, ...], extras) from a file written by
-    `save_network`: the reading half of `fastbp.load` (fastbp/network.py builds the
-    Network). extras is {} for a model file; for a checkpoint {"state": one
-    [W0, b0, ...] per row of the optimizer's state, "history": {field: float64 vector}}.
-
-    Raises FileNotFoundError if there is no file, and BadModelFile (a ValueError),
-    saying what is wrong, for anything that is not a complete, consistent model file:
-    not a zip, truncated, a newer format version, missing or extra arrays, shapes or
-    dtypes that disagree with the metadata, object (pickled) arrays.
-    """
-    path = os.fspath(path)
-    try:  # non-blocking: a FIFO must not hang the open
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such model file") from None
-    # One open file for every check and read: measured and read by path, a file that
-    # another process replaces in between could be judged by one and read from another.
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise bad_model(path, "not a regular file")
-    with os.fdopen(fd, "rb") as f:
-        try:
-            return _read_model(path, f, info.st_size)
-        except BadModelFile:
-            raise
-        except Exception as e:  # noqa: BLE001 - a hostile file can reach any error of zipfile/json
-            raise bad_model(path, f"unreadable ({type(e).__name__}: {e})") from None
-
-
-def _read_model(path, f, file_size):
-    """(metadata, [W0, b0, W1, ...]) from the open model file f, every size checked
-    against the file's before anything is allocated; ValueError for what is wrong."""
+def _read_npz(path, f, file_size):
+    """read_model's result from the .npz archive in the file object f, every size
+    checked against the file's before anything is allocated; ValueError for what is
+    wrong."""
     try:
         archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -283,7 +397,7 @@ def _read_model(path, f, file_size):
             meta = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise bad_model(path, f"metadata is not valid JSON ({e})") from None
-        _check_metadata(path, meta)
+        _check_metadata(path, meta, "npz")
 
         sizes, dtype_expected = meta["layer_sizes"], np.dtype(meta["dtype"])
         n_layers = len(sizes) - 1
@@ -326,9 +440,4 @@ def _read_model(path, f, file_size):
         arrays = [np.frombuffer(_read_member(path, archive, info, offset, nbytes),
                                 dtype=dtype).reshape(want)
                   for info, offset, nbytes, want, dtype in plan]
-    n_model = 2 * n_layers
-    extras = {}
-    if "run" in meta:
-        extras["state"] = [arrays[n_model * (k + 1):n_model * (k + 2)] for k in range(rows)]
-        extras["history"] = dict(zip(HISTORY_FIELDS, arrays[n_model * (rows + 1):]))
-    return meta, arrays[:n_model], extras
+    return _split(meta, arrays, n_layers, rows)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from . import _core, checkpoint as checkpoints, io
+from . import _core, checkpoint as checkpoints, interop, io
 from ._memory import ParamLayout
 from ._validation import (as_array, check_adam_settings, check_choice, check_dtype, check_labels,
                           check_positive, check_real, check_representable, check_sample_weight,
@@ -818,6 +818,47 @@ class Network:
         """Write the network to ``path`` (see `fastbp.load`)."""
         io.save_network(self, path)
 
+    def to_onnx(self, path: str | os.PathLike[str] | None = None, opset: int = interop.DEFAULT_OPSET
+                ) -> Any:
+        """The network as an ONNX model (``onnx.ModelProto``), also written to ``path``
+        when given: input ``input`` (batch, n_inputs); outputs ``probabilities`` and
+        ``label`` (classifiers) or ``predictions`` (regressors), as `predict_proba` and
+        `predict` (fastbp/interop.py). Needs ``pip install "fastbp[onnx]"``.
+
+        >>> import fastbp, os, tempfile
+        >>> model = fastbp.Network([4, 8, 3], seed=0).to_onnx(os.path.join(tempfile.mkdtemp(), "m.onnx"))
+        >>> [o.name for o in model.graph.output]
+        ['probabilities', 'label']
+        """
+        return interop.to_onnx(self, path, opset)
+
+    def to_torch(self) -> Any:
+        """The network as a ``torch.nn.Sequential`` (``Linear``, activation, ...,
+        ``Linear``) that returns the logits: apply softmax (cross_entropy), sigmoid
+        (binary_cross_entropy) or exp (poisson) for `predict_proba`/`predict`.
+
+        >>> import fastbp
+        >>> fastbp.Network([4, 8, 3], activation="tanh", seed=0).to_torch()  # doctest: +SKIP
+        Sequential(
+          (0): Linear(in_features=4, out_features=8, bias=True)
+          (1): Tanh()
+          (2): Linear(in_features=8, out_features=3, bias=True)
+        )
+        """
+        return interop.to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module: Any, loss: str = "cross_entropy", n_threads: int | None = None) -> "Network":
+        """A network with the weights of a ``torch.nn.Sequential`` of ``nn.Linear`` and
+        ReLU/Sigmoid/Tanh/Identity layers, Linear last (its logits go through ``loss``'s
+        output function); float32 or float64 as its parameters.
+
+        >>> import torch, fastbp  # doctest: +SKIP
+        >>> fastbp.Network.from_torch(torch.nn.Sequential(torch.nn.Linear(4, 3)))  # doctest: +SKIP
+        Network(4-3, activation=[], loss='cross_entropy', dtype='float32')
+        """
+        return interop.from_torch(module, loss, n_threads)
+
     def __repr__(self):
         sizes = "-".join(map(str, self.layer_sizes))
         return (f"Network({sizes}, activation={list(self.activations)}, loss={self.loss!r}, "
@@ -916,9 +957,10 @@ def load(path: str | os.PathLike[str]) -> Network:
     `fastbp.Network`.
 
     Raises FileNotFoundError if there is no file, and ValueError, saying what is
-    wrong, for anything that is not a complete, consistent model file: not a zip,
-    truncated, a newer format version, missing or extra arrays, shapes or dtypes
-    that disagree with the metadata, object (pickled) arrays, NaN or inf weights
+    wrong, for anything that is not a complete, consistent model file: neither
+    safetensors nor a .npz of format version 1 or 2, truncated, a checksum that does
+    not match, a newer format version, missing or extra arrays, shapes or dtypes that
+    disagree with the metadata, object (pickled) arrays, NaN or inf weights
     (fastbp/io.py reads it).
 
     >>> import fastbp, os, tempfile

@@ -1,6 +1,7 @@
 """The README's examples run, its test command is what CI runs, and the flags and
 files it mentions exist."""
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -30,6 +31,11 @@ def test_readme_python_example_runs(index, tmp_path, monkeypatch):
     source = PYTHON_BLOCKS[index]
     if "fastbp.plot" in source and importlib.util.find_spec("matplotlib") is None:
         pytest.skip("this example draws with matplotlib (pip install fastbp[plot])")
+    for module in ("onnxruntime", "torch", "sklearn"):   # Deploying: the test extra and CI have them
+        if f"import {module}" in source or f"from {module}" in source or \
+                (module == "sklearn" and "to_sklearn" in source):
+            if importlib.util.find_spec(module) is None and not os.environ.get("CI"):
+                pytest.skip(f"this example needs {module}")
     if "load_mnist" in source:
         monkeypatch.setenv("FASTBP_DATA", mnist_dir())   # fails under CI if MNIST is missing
     monkeypatch.chdir(tmp_path)                           # examples may write files
