@@ -40,6 +40,7 @@ the stochastic solvers, one call for L-BFGS):
 """
 from __future__ import annotations
 
+import copy
 import numbers
 import warnings
 from typing import Any, Sequence, TypeVar
@@ -51,6 +52,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
+from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
@@ -638,6 +641,74 @@ class _BaseMLP(BaseEstimator):
         else:  # pragma: no cover
             self.__dict__.update(state)
 
+    # -- conversion: scikit-learn's own estimators, ONNX ------------------------------
+    _sklearn_class = None   # scikit-learn's estimator of the same name (the subclasses')
+
+    def to_sklearn(self) -> Any:
+        """scikit-learn's own fitted estimator of this class (its parameters and every
+        fitted attribute it reads, copied), for code that expects scikit-learn's: the
+        same ``coefs_`` and ``intercepts_``, the same predictions.
+
+        >>> import numpy as np
+        >>> from fastbp.sklearn import MLPRegressor
+        >>> X = np.linspace(-1, 1, 40).reshape(-1, 1)
+        >>> ours = MLPRegressor(hidden_layer_sizes=(8,), max_iter=50, random_state=0).fit(X, X[:, 0])
+        >>> theirs = ours.to_sklearn()
+        >>> type(theirs).__module__, bool(np.allclose(theirs.predict(X), ours.predict(X)))
+        ('sklearn.neural_network._multilayer_perceptron', True)
+        """
+        check_is_fitted(self)
+        theirs = self._sklearn_class()
+        theirs.set_params(**{k: v for k, v in self.get_params().items() if k in theirs.get_params()})
+        for name, value in _fitted_attributes(self).items():
+            setattr(theirs, name, _copied(value))
+        return theirs
+
+    @classmethod
+    def from_sklearn(cls: type[_Estimator], est: Any) -> _Estimator:
+        """This class's estimator from scikit-learn's own fitted one of the same name:
+        its parameters, fitted attributes and weights (in their dtype), so the same
+        predictions; fitting or partial_fit go on from those weights.
+
+        >>> import numpy as np
+        >>> from sklearn.neural_network import MLPClassifier as Theirs
+        >>> from fastbp.sklearn import MLPClassifier
+        >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1]
+        >>> theirs = Theirs((4,), max_iter=20, random_state=0).fit(X, y)
+        >>> ours = MLPClassifier.from_sklearn(theirs)
+        >>> bool((ours.predict(X) == theirs.predict(X)).all())
+        True
+        """
+        from .interop import from_sklearn
+        if not isinstance(est, cls._sklearn_class):
+            raise TypeError(f"from_sklearn: est must be scikit-learn's {cls._sklearn_class.__name__}, "
+                            f"got {type(est).__name__}")
+        check_is_fitted(est)
+        ours = cls()
+        ours.set_params(**{k: v for k, v in est.get_params().items() if k in ours.get_params()})
+        for name, value in _fitted_attributes(est).items():
+            setattr(ours, name, _copied(value))
+        ours._network = from_sklearn(est)[0]
+        if cls is MLPRegressor and ours._network.loss != ours._net_loss():
+            raise ValueError(f"from_sklearn: a {est.out_activation_} output with loss={est.loss!r} "
+                             "is not a model fastbp trains")
+        return ours
+
+    def to_onnx(self, path: Any = None, opset: int | None = None) -> Any:
+        """The ONNX model of the fitted estimator (`fastbp.Network.to_onnx`, whose
+        docstring names the graph's input and outputs), written to ``path`` too when
+        given. A classifier's ``label`` output holds the labels of ``classes_`` (for
+        multi-label y, the 0/1 indicator matrix); its ``probabilities`` are those of the
+        network's outputs: one column for two classes (the second class's), unlike
+        `predict_proba`'s two."""
+        from .interop import DEFAULT_OPSET, to_onnx
+        check_is_fitted(self)
+        classes = getattr(self, "classes_", None)
+        if classes is not None and self._multilabel:
+            classes = None
+        return to_onnx(self._network, path, DEFAULT_OPSET if opset is None else opset,
+                       classes=classes)
+
     @property
     def _sparse_rng(self):
         """The generator of the epochs' orders for sparse X (dense X is shuffled in C
@@ -653,6 +724,18 @@ class _BaseMLP(BaseEstimator):
 
     def _more_tags(self):  # scikit-learn < 1.6
         return {"_xfail_checks": expected_failed_checks(self)}
+
+
+def _fitted_attributes(est):
+    """The fitted attributes scikit-learn's MLP estimators read: the public ones (trailing
+    underscore) and the label binarizer."""
+    return {name: value for name, value in vars(est).items()
+            if (name.endswith("_") and not name.startswith("_")) or name == "_label_binarizer"}
+
+
+def _copied(value):
+    """A copy that shares no array with the original."""
+    return copy.deepcopy(value)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -675,6 +758,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _stratify = True
+    _sklearn_class = SklearnMLPClassifier
 
     def _net_loss(self):
         # one logistic output for two classes (or one: it learns p = 0), one per label
@@ -825,6 +909,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     _stratify = False
+    _sklearn_class = SklearnMLPRegressor
 
     def __init__(self, loss: str = "squared_error", hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu", *,
                  solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",

@@ -752,3 +752,87 @@ def test_mnist_accuracy_within_half_a_point_of_sklearn():
         theirs = skl_nn.MLPClassifier(**MNIST_PARAMS).fit(X, y).score(X_test, y_test)
     assert ours > 0.9, f"fastbp accuracy {ours:.4f}"
     assert abs(ours - theirs) <= 0.005, f"fastbp {ours:.4f} vs scikit-learn {theirs:.4f}"
+
+
+def _conversion_problem(kind):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 5))
+    if kind == "multiclass":
+        return X, np.array(["a", "b", "c"])[rng.integers(0, 3, 120)]
+    if kind == "binary":
+        return X, np.array([3, 8])[rng.integers(0, 2, 120)]
+    if kind == "multilabel":
+        return X, (rng.random((120, 3)) < 0.4).astype(int)
+    if kind == "poisson":
+        return X, rng.poisson(2.0, 120).astype(float)
+    return X, rng.standard_normal((120, 2))
+
+
+CONVERSIONS = [("multiclass", {}), ("binary", {}), ("multilabel", {}),
+               ("regression", {}), ("poisson", {"loss": "poisson"})]
+
+
+@pytest.mark.parametrize("kind, params", CONVERSIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_to_and_from_scikit_learns_own_estimators_keep_the_predictions(kind, params, dtype):
+    from sklearn import neural_network
+    X, y = _conversion_problem(kind)
+    X = X.astype(dtype)
+    ours_cls = MLPRegressor if kind in ("regression", "poisson") else MLPClassifier
+    ours = ours_cls(hidden_layer_sizes=(7,), max_iter=30, random_state=0, **params).fit(X, y)
+    theirs = ours.to_sklearn()
+    assert type(theirs) is getattr(neural_network, ours_cls.__name__)
+    for a, b in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    if ours_cls is MLPClassifier:
+        np.testing.assert_allclose(theirs.predict_proba(X), ours.predict_proba(X), **tol)
+        clear = np.abs(ours.predict_proba(X) - 0.5).min(axis=1) > 1e-4
+        np.testing.assert_array_equal(theirs.predict(X)[clear], ours.predict(X)[clear])
+    else:
+        np.testing.assert_allclose(theirs.predict(X), ours.predict(X), **tol)
+    # scikit-learn's own fitted estimator, back: scikit-learn's weights and predictions
+    theirs = getattr(neural_network, ours_cls.__name__)(hidden_layer_sizes=(6,), max_iter=30,
+                                                         random_state=1, **params).fit(X, y)
+    back = ours_cls.from_sklearn(theirs)
+    np.testing.assert_allclose(back.predict(X) if ours_cls is MLPRegressor else back.predict_proba(X),
+                               theirs.predict(X) if ours_cls is MLPRegressor else theirs.predict_proba(X),
+                               **tol)
+    assert back._network.dtype == theirs.coefs_[0].dtype
+    before = [w.copy() for w in back.coefs_]
+    back.partial_fit(X, y)            # and it trains on from scikit-learn's weights
+    assert any((a != b).any() for a, b in zip(back.coefs_, before))
+
+
+def test_from_sklearn_refuses_what_is_not_scikit_learns_fitted_estimator():
+    from sklearn.neural_network import MLPClassifier as Theirs
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(TypeError, match="must be scikit-learn's MLPClassifier"):
+        MLPClassifier.from_sklearn(MLPRegressor())
+    with pytest.raises(NotFittedError):
+        MLPClassifier.from_sklearn(Theirs())
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel", "regression"])
+def test_a_fitted_estimator_exports_to_onnx_with_its_labels(kind, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    X, y = _conversion_problem(kind)
+    X = X.astype(np.float32)
+    est = (MLPRegressor if kind == "regression" else MLPClassifier)(
+        hidden_layer_sizes=(7,), max_iter=30, random_state=0).fit(X, y)
+    path = tmp_path / "model.onnx"
+    est.to_onnx(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, {"input": X})))
+    if kind == "regression":
+        np.testing.assert_allclose(outputs["predictions"], est.predict(X), rtol=1e-5, atol=1e-5)
+        return
+    proba = est.predict_proba(X)
+    if kind == "binary":
+        np.testing.assert_allclose(outputs["probabilities"][:, 0], proba[:, 1], rtol=1e-5, atol=1e-6)
+    else:
+        np.testing.assert_allclose(outputs["probabilities"], proba, rtol=1e-5, atol=1e-6)
+    clear = np.abs(proba - 0.5).min(axis=1) > 1e-4
+    np.testing.assert_array_equal(outputs["label"][clear], est.predict(X)[clear])
