@@ -1,6 +1,7 @@
 """fastbp against the NumPy reference and PyTorch, one update at a time, in one run.
 
-    python benchmarks/compare.py            # the full table, ~3 minutes
+    python benchmarks/compare.py            # the full tables (SGD and Adam), ~7 minutes
+    python benchmarks/compare.py --optimizers sgd   # SGD's table alone, ~3 minutes
     python benchmarks/compare.py --quick    # a smoke run, seconds
     python benchmarks/compare.py --help     # every option
 

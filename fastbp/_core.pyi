@@ -96,7 +96,8 @@ class CoreNet:
     ) -> float: ...
     def try_train_step(
         self, trainer: Trainer, X: object, y: object, lr: object, momentum: object,
-        weight_decay: object, nesterov: object
+        weight_decay: object, nesterov: object, rule: int = ..., betas: object = None,
+        eps: object = None, rule_steps: int = 0
     ) -> float | None: ...
     def run(self, trainer: Trainer, max_seconds: float) -> int: ...
 

@@ -330,16 +330,20 @@ cdef class CoreNet:
         return loss
 
     def try_train_step(self, Trainer trainer, object X, object y, object lr, object momentum,
-                       object weight_decay, object nesterov):
+                       object weight_decay, object nesterov, int rule=FBP_RULE_SGD,
+                       object betas=None, object eps=None, long rule_steps=0):
         """train_step's common case at C speed: when X, y and the settings are already
         exactly what C takes (C-contiguous arrays of the network's dtype, int32/int64
         labels, plain numbers) and valid (finite X, labels in range, lr > 0, momentum in
-        [0, 1), the velocities set up for this momentum), one update on all rows of X
-        and its mean loss. Otherwise None, changing nothing: the caller then runs the
-        full checks, which convert what can be converted and name what is wrong."""
+        [0, 1), the velocities set up for this momentum; for Adam (rule RULE_ADAM,
+        RULE_ADAMW or RULE_ADAM_SKLEARN, the one the state is set up for) no momentum, betas None or a pair
+        of floats in [0, 1), eps None or a float > 0 that the dtype holds, rule_steps
+        the steps the moments saw), one update on all rows of X and its mean loss.
+        Otherwise None, changing nothing: the caller then runs the full checks, which
+        convert what can be converted and name what is wrong."""
         cdef cnp.ndarray Xa, ya
         cdef long n, i
-        cdef double r, m, wd, loss
+        cdef double r, m, wd, loss, b1 = 0.9, b2 = 0.999, e = 1e-8
         cdef int is64, nest
         cdef const void *x
         cdef const void *tgt = NULL
@@ -358,7 +362,27 @@ cdef class CoreNet:
             return None
         if not (0 < r <= self.biggest and 0 <= m < 1 and 0 <= wd <= self.biggest) or (nest and m == 0):
             return None
-        if (m > 0) != (self.net.state[0] != NULL) or self.net.rule != FBP_RULE_SGD:
+        if rule != self.net.rule:
+            return None
+        if rule == FBP_RULE_SGD:
+            if (m > 0) != (self.net.state[0] != NULL) or betas is not None or eps is not None:
+                return None
+        elif rule == FBP_RULE_ADAM or rule == FBP_RULE_ADAMW or rule == FBP_RULE_ADAM_SKLEARN:
+            if m != 0 or nest or self.net.state[1] == NULL or rule_steps < 0:
+                return None
+            if betas is not None:
+                if type(betas) is not tuple or len(betas) != 2 or type(betas[0]) is not float or \
+                        type(betas[1]) is not float:
+                    return None
+                b1, b2 = betas
+            if eps is not None:
+                if type(eps) is not float:
+                    return None
+                e = eps
+            if not (0 <= b1 < 1 and 0 <= b2 < 1 and 0 < e <= self.biggest) or \
+                    (self.net.dtype == FBP_FLOAT32 and <float>e == 0):
+                return None
+        else:
             return None
         Xa = <cnp.ndarray>X
         if cnp.PyArray_NDIM(Xa) != 2 or cnp.PyArray_TYPE(Xa) != self.type_num or \
@@ -397,6 +421,7 @@ cdef class CoreNet:
             return None
         trainer.t.lr, trainer.t.decay, trainer.t.step = r, 0, 0
         trainer.t.momentum, trainer.t.weight_decay, trainer.t.nesterov = m, wd, nest
+        trainer.t.beta1, trainer.t.beta2, trainer.t.eps, trainer.t.rule_steps = b1, b2, e, rule_steps
         with nogil:
             loss = fbp_train_batch(&self.net, &trainer.t, x, n, lab, tgt, NULL)
         return loss

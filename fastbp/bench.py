@@ -1,17 +1,20 @@
 """Per-update benchmarks: fastbp against the NumPy reference and PyTorch, in one run.
 
 `python benchmarks/compare.py` and `fastbp bench` both call `main`. One "update" is
-forward + backward + SGD step on one pre-built batch of dense random float32 inputs:
+forward + backward + SGD step (or Adam step) on one pre-built batch of dense random
+float32 inputs:
 
-- fastbp: ``net.train_step(X, y, lr=...)``;
-- NumPy: ``fastbp.reference.ReferenceNetwork.train_step``;
+- fastbp: ``net.train_step(X, y, lr=...)`` (Adam: ``optimizer="adam"``);
+- NumPy: ``fastbp.reference.ReferenceNetwork.train_step`` (Adam: ``adam_step``);
 - PyTorch (eager): ``nn.Sequential`` of Linear/ReLU, ``CrossEntropyLoss``,
-  ``torch.optim.SGD`` with ``zero_grad(set_to_none=True)``, on pre-built tensors.
+  ``torch.optim.SGD`` (Adam: ``torch.optim.Adam``, its default implementation) with
+  ``zero_grad(set_to_none=True)``, on pre-built tensors.
 
-All three start from the same weights. For each (net, batch) the tools take turns in
-rounds (the order rotating every round) so that a noisy neighbour on a shared machine
-slows all of them alike; each reported time is the median over rounds of the mean
-time per update within a round.
+All start from the same weights. For each (net, batch) the tools, with each optimizer,
+take turns in rounds (the order rotating every round) so that a noisy neighbour on a
+shared machine slows all of them alike; each reported time is the median over rounds
+of the mean time per update within a round. The Adam rows come from the same rounds
+as the SGD rows, so their ratio to fastbp's SGD step is measured too.
 
 ``--mnist`` adds one epoch of real MNIST training (fastbp ``fit`` against PyTorch's
 Python loop over pre-built batches).
@@ -43,7 +46,10 @@ QUICK_NETS = ((784, 256, 10),)
 QUICK_BATCHES = (1, 32)
 TOOLS = ("fastbp", "numpy", "torch")
 TOOL_LABELS = {"fastbp": "fastbp", "numpy": "NumPy", "torch": "PyTorch"}
+OPTIMIZERS = ("sgd", "adam")
+OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam"}
 LR = 1e-3                # small enough that no tool diverges over thousands of updates
+                         # (and Adam's default)
 N_PREBUILT = 4           # distinct batches cycled through, so no tool times one cached batch
 ROUND_PAUSE = 0.25       # seconds of rest before each timed round (see measure_interleaved)
 SGEMM_SHAPES = ((512, 784, 256), (2048, 2048, 2048))   # (m, k, n): A (m, k) @ B (k, n)
@@ -139,11 +145,15 @@ def torch_model(net):
     return torch.nn.Sequential(*layers)
 
 
-def torch_update_fn(model, lr):
-    """One eager PyTorch update of ``model`` on (X, y) tensors; returns the loss tensor."""
+def torch_update_fn(model, lr, optimizer="sgd"):
+    """One eager PyTorch update of ``model`` on (X, y) tensors, by torch.optim.SGD or
+    (optimizer="adam") torch.optim.Adam with its defaults; returns the loss tensor."""
     torch = import_torch()
     loss_fn = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    if optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
 
     def update(X, y):
         optimizer.zero_grad(set_to_none=True)
@@ -154,17 +164,22 @@ def torch_update_fn(model, lr):
     return update
 
 
-def make_update(tool, net, batches, lr=LR, n_threads=None):
+def make_update(tool, net, batches, lr=LR, n_threads=None, optimizer="sgd"):
     """A no-argument function doing one update of ``tool`` ("fastbp", "numpy" or
-    "torch") on the next of ``batches``, starting from ``net``'s weights (fastbp
-    trains ``net`` itself; the others train copies).
+    "torch") with ``optimizer`` ("sgd" or "adam", PyTorch's defaults) on the next of
+    ``batches``, starting from ``net``'s weights (fastbp trains ``net`` itself; the
+    others train copies).
 
     >>> net = Network([4, 8, 3], seed=0)
-    >>> update = make_update("numpy", net, make_batches((4, 8, 3), 2))
+    >>> update = make_update("numpy", net, make_batches((4, 8, 3), 2), optimizer="adam")
     >>> update()
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if tool == "fastbp":
         extra = {"n_threads": n_threads} if n_threads else {}
+        if optimizer == "adam":
+            extra["optimizer"] = "adam"
         cycle = itertools.cycle(batches)
 
         def update():
@@ -173,17 +188,18 @@ def make_update(tool, net, batches, lr=LR, n_threads=None):
         return update
     if tool == "numpy":
         ref = ReferenceNetwork(net.weights, net.biases, net.activations, net.loss)
+        ref_step = ref.adam_step if optimizer == "adam" else ref.train_step
         cycle = itertools.cycle(batches)
 
         def update():
             X, y = next(cycle)
-            ref.train_step(X, y, lr)
+            ref_step(X, y, lr)
         return update
     if tool == "torch":
         torch = import_torch()
         if torch is None:
             raise ImportError("the torch benchmark needs PyTorch: pip install torch")
-        step = torch_update_fn(torch_model(net), lr)
+        step = torch_update_fn(torch_model(net), lr, optimizer)
         cycle = itertools.cycle([(torch.from_numpy(X), torch.from_numpy(y.astype(np.int64)))
                                  for X, y in batches])
 
@@ -349,29 +365,42 @@ def _speedup(samples, other):
     return paired_speedup(samples["fastbp"], samples[other])
 
 
-def run_updates(nets, batches, tools, repeats, seconds, n_threads, progress=None):
-    """One result dict per (net, batch): per tool the median µs per update, samples/s,
-    GFLOP/s and every round's time, plus fastbp's speed-ups."""
-    rows = []
+def run_updates(nets, batches, tools, repeats, seconds, n_threads, progress=None,
+                optimizers=("sgd",)):
+    """One result dict per (net, batch) and optimizer, every optimizer's tools measured
+    in the same rounds: per tool the median µs per update, samples/s, GFLOP/s and every
+    round's time, plus fastbp's speed-ups. Returns {optimizer: rows}; an Adam row, when
+    SGD ran too, also has "fastbp_over_sgd": the median over rounds of fastbp's Adam
+    time / its SGD time."""
+    rows = {optimizer: [] for optimizer in optimizers}
     for sizes in nets:
         for batch in batches:
             data = make_batches(sizes, batch)
-            net = Network(sizes, seed=0)
-            fns = {tool: make_update(tool, net, data, LR, n_threads) for tool in tools}
+            fns = {}
+            for optimizer in optimizers:
+                net = Network(sizes, seed=0)   # each optimizer trains its own copy
+                for tool in tools:
+                    fns[optimizer, tool] = make_update(tool, net, data, LR, n_threads, optimizer)
             samples = measure_interleaved(fns, repeats, seconds)
             flops = update_flops(sizes, batch)
-            per_tool = {}
-            for tool in tools:
-                t = statistics.median(samples[tool])
-                per_tool[tool] = {"us_per_update": t * 1e6, "samples_per_s": batch / t,
-                                  "gflops": flops / t / 1e9,
-                                  "rounds_us": [s * 1e6 for s in samples[tool]]}
-            row = {"net": net_name(sizes), "sizes": list(sizes), "batch": batch, "flops": flops,
-                   "tools": per_tool, "speedup_vs_numpy": _speedup(samples, "numpy"),
-                   "speedup_vs_torch": _speedup(samples, "torch")}
-            rows.append(row)
-            if progress:
-                progress(row)
+            for optimizer in optimizers:
+                mine = {tool: samples[optimizer, tool] for tool in tools}
+                per_tool = {}
+                for tool in tools:
+                    t = statistics.median(mine[tool])
+                    per_tool[tool] = {"us_per_update": t * 1e6, "samples_per_s": batch / t,
+                                      "gflops": flops / t / 1e9,
+                                      "rounds_us": [s * 1e6 for s in mine[tool]]}
+                row = {"net": net_name(sizes), "sizes": list(sizes), "batch": batch, "flops": flops,
+                       "optimizer": optimizer, "tools": per_tool,
+                       "speedup_vs_numpy": _speedup(mine, "numpy"),
+                       "speedup_vs_torch": _speedup(mine, "torch")}
+                if optimizer != "sgd" and "sgd" in optimizers and "fastbp" in tools:
+                    # the inverse of a speed-up: how many times SGD's time Adam takes
+                    row["fastbp_over_sgd"] = paired_speedup(samples["sgd", "fastbp"], mine["fastbp"])
+                rows[optimizer].append(row)
+                if progress:
+                    progress(row)
             del fns, net, data
             gc.collect()
     return rows
@@ -449,8 +478,13 @@ UPDATE_COLUMNS = ("net", "batch", "fastbp µs", "NumPy µs", "PyTorch µs", "fas
                   "speed-up vs NumPy", "speed-up vs PyTorch")
 
 
+OVER_SGD_COLUMN = "fastbp Adam / SGD"
+
+
 def update_table(rows, ceiling_gflops, torch_missing):
-    """The per-update results as a header and rows of strings (UPDATE_COLUMNS)."""
+    """The per-update results as a header and rows of strings (UPDATE_COLUMNS; Adam's
+    rows, measured beside SGD's, one more: OVER_SGD_COLUMN)."""
+    over_sgd = any("fastbp_over_sgd" in row for row in rows)
     table = []
     for row in rows:
         fb = row["tools"].get("fastbp")
@@ -463,8 +497,8 @@ def update_table(rows, ceiling_gflops, torch_missing):
             *(_tool_cell(row, t, "gflops", lambda v: f"{v:.2f}", torch_missing) for t in TOOLS),
             pct, _fmt_x(row["speedup_vs_numpy"]),
             NOT_INSTALLED if torch_missing else _fmt_x(row["speedup_vs_torch"]),
-        ])
-    return list(UPDATE_COLUMNS), table
+        ] + ([_fmt_x(row.get("fastbp_over_sgd"))] if over_sgd else []))
+    return list(UPDATE_COLUMNS) + ([OVER_SGD_COLUMN] if over_sgd else []), table
 
 
 MNIST_COLUMNS = ("net", "batch", "updates", "fastbp s/epoch", "PyTorch s/epoch",
@@ -545,8 +579,9 @@ def _positive_int(text):
 def build_parser(prog="fastbp bench"):
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Time one SGD update (forward + backward + step) of fastbp, the NumPy "
-                    "reference and PyTorch, interleaved in one run; optionally one MNIST epoch.",
+        description="Time one SGD update and one Adam update (forward + backward + step) of "
+                    "fastbp, the NumPy reference and PyTorch, interleaved in one run; optionally "
+                    "one MNIST epoch.",
         epilog="For numpy's fair speed unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE: "
                f"env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {prog}")
     p.add_argument("--quick", action="store_true",
@@ -560,6 +595,9 @@ def build_parser(prog="fastbp bench"):
                    + ",".join(map(str, DEFAULT_BATCHES)) + ")")
     p.add_argument("--tools", default=",".join(TOOLS),
                    help="comma-separated subset of " + ",".join(TOOLS))
+    p.add_argument("--optimizers", default=",".join(OPTIMIZERS),
+                   help="comma-separated subset of " + ",".join(OPTIMIZERS) + ": a table for each, "
+                        "measured in the same rounds (default: both)")
     p.add_argument("--repeats", type=_positive_int, help="rounds per config (default 7; quick: 3)")
     p.add_argument("--seconds", type=float,
                    help="time each tool runs per round (default 0.15; quick: 0.02)")
@@ -585,23 +623,29 @@ def _resolve(args, parser):
         batches = _split_list(args.batches, _positive_int, "--batches") if args.batches else \
             list(QUICK_BATCHES if args.quick else DEFAULT_BATCHES)
         tools = _split_list([args.tools], str, "--tools")
+        optimizers = _split_list([args.optimizers], str, "--optimizers")
         mnist_batches = _split_list(args.mnist_batches, _positive_int, "--mnist-batches")
     except (ValueError, argparse.ArgumentTypeError) as e:
         parser.error(str(e))
     unknown = [t for t in tools if t not in TOOLS]
     if unknown:
         parser.error(f"--tools: unknown {unknown}; choose from {list(TOOLS)}")
+    unknown = [o for o in optimizers if o not in OPTIMIZERS]
+    if unknown:
+        parser.error(f"--optimizers: unknown {unknown}; choose from {list(OPTIMIZERS)}")
     if args.seconds is not None and args.seconds <= 0:
         parser.error(f"--seconds must be > 0, got {args.seconds}")
     repeats = args.repeats or (3 if args.quick else 7)
     seconds = args.seconds or (0.02 if args.quick else 0.15)
-    return nets, batches, [t for t in TOOLS if t in tools], repeats, seconds, mnist_batches
+    return (nets, batches, [t for t in TOOLS if t in tools], [o for o in OPTIMIZERS if o in optimizers],
+            repeats, seconds, mnist_batches)
 
 
 def _print_progress(row):
     """One line per finished config on stderr, so a long run shows it is alive."""
     times = ", ".join(f"{TOOL_LABELS[t]} {_fmt_us(r['us_per_update'])} µs" for t, r in row["tools"].items())
-    print(f"  {row['net']} batch {row['batch']}: {times}", file=sys.stderr, flush=True)
+    print(f"  {row['net']} batch {row['batch']} {OPTIMIZER_LABELS[row['optimizer']]}: {times}",
+          file=sys.stderr, flush=True)
 
 
 def main(argv=None, prog="fastbp bench"):
@@ -613,7 +657,7 @@ def main(argv=None, prog="fastbp bench"):
     """
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    nets, batches, tools, repeats, seconds, mnist_batches = _resolve(args, parser)
+    nets, batches, tools, optimizers, repeats, seconds, mnist_batches = _resolve(args, parser)
     torch = import_torch()
     torch_missing = torch is None
     if torch_missing:
@@ -622,7 +666,7 @@ def main(argv=None, prog="fastbp bench"):
         torch.set_num_threads(args.threads)
     command = prog + " " + " ".join(argv if argv is not None else sys.argv[1:])
     out = {"command": command.strip(), "flop_convention": FLOP_CONVENTION, "lr": LR,
-           "repeats": repeats, "seconds_per_round": seconds, "tools": tools}
+           "repeats": repeats, "seconds_per_round": seconds, "tools": tools, "optimizers": optimizers}
     say = print
     slow_env = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
 
@@ -645,15 +689,24 @@ def main(argv=None, prog="fastbp bench"):
 
         if not args.mnist_only:
             say("")
-            say(f"{heading}One update (forward + backward + SGD step), float32, dense random inputs, "
-                f"median of {repeats} interleaved rounds of ~{seconds:g} s per tool")
+            say(f"{heading}One update (forward + backward + step), float32, dense random inputs, "
+                f"median of {repeats} interleaved rounds of ~{seconds:g} s per tool and optimizer")
             say(f"flops: {FLOP_CONVENTION}")
-            out["updates"] = run_updates(nets, batches, tools, repeats, seconds, args.threads,
-                                         progress=_print_progress)
-            say("")
-            say(format_table(*update_table(out["updates"], ceiling, torch_missing), args.markdown))
+            rows = run_updates(nets, batches, tools, repeats, seconds, args.threads,
+                               progress=_print_progress, optimizers=optimizers)
+            for optimizer in optimizers:
+                # SGD's rows under the key they always had; Adam's beside them
+                out["updates" if optimizer == "sgd" else f"{optimizer}_updates"] = rows[optimizer]
+                say("")
+                say(f"{heading}{OPTIMIZER_LABELS[optimizer]} step "
+                    + ("(torch.optim.SGD, the reference's train_step)" if optimizer == "sgd" else
+                       "(torch.optim.Adam with its defaults, the reference's adam_step, "
+                       "fastbp train_step(optimizer='adam'); lr 1e-3)"))
+                say(format_table(*update_table(rows[optimizer], ceiling, torch_missing), args.markdown))
             say("(speed-up = median over rounds of other tool's time / fastbp's time in the "
-                "same round; % sgemm = fastbp GFLOP/s / best sgemm GFLOP/s above)")
+                "same round; % sgemm = fastbp GFLOP/s / best sgemm GFLOP/s above"
+                + ("; fastbp Adam / SGD = median over rounds of fastbp's Adam time / its SGD time"
+                   if "sgd" in optimizers and len(optimizers) > 1 and "fastbp" in tools else "") + ")")
 
         if args.mnist or args.mnist_only:
             X, y = load_mnist_float32(args.data)

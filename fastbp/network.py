@@ -28,6 +28,8 @@ CLASSIFIER_LOSSES = ("cross_entropy", "binary_cross_entropy")   # predict_proba,
 OPTIMIZERS = ("sgd", "gd", "adam", "adamw", "adam_sklearn", "lbfgs")
 ADAM_RULES = {"adam": _core.RULE_ADAM, "adamw": _core.RULE_ADAMW,
               "adam_sklearn": _core.RULE_ADAM_SKLEARN}
+# train_step's optimizers whose common case C checks itself (CoreNet.try_train_step)
+FAST_STEP_RULES = {"sgd": _core.RULE_SGD, **ADAM_RULES}
 MAX_LAYERS = 64          # csrc/real.h FBP_MAX_LAYERS
 MAX_THREADS = 1024       # a sanity bound on n_threads (C runs at most 64 of them)
 CHUNK_ROWS = 512         # rows per C call for prediction, evaluation and full-batch gradients
@@ -629,15 +631,15 @@ class Network:
             core, trainer = self._core, _core.Trainer()
             wanted = self.n_threads if n_threads is None else n_threads
             loss = None
-            if optimizer == "sgd" and betas is None and eps is None and sample_weight is None and \
-                    decay_on_sum is False and \
-                    core is not None and \
+            if type(optimizer) is str and optimizer in FAST_STEP_RULES and core is not None and \
+                    sample_weight is None and decay_on_sum is False and \
                     type(wanted) is int and core.n_threads == wanted and \
                     (core.state is None or core.state is self._state):
                 # The common case (arrays and settings as C takes them, the core set up by
-                # the last call with this network's velocities) is checked in C: a few
-                # microseconds instead of a few tens.
-                loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov)
+                # the last call with this rule and this network's velocities or moments) is
+                # checked in C: a few microseconds instead of a few tens.
+                loss = core.try_train_step(trainer, X, y, lr, momentum, weight_decay, nesterov,
+                                           FAST_STEP_RULES[optimizer], betas, eps, self._rule_steps)
             if loss is None:
                 loss = self._train_step_checked(trainer, X, y, lr, momentum, nesterov, weight_decay,
                                                 n_threads, optimizer, betas, eps, sample_weight,

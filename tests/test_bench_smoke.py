@@ -68,11 +68,42 @@ def test_pytorch_column_says_not_installed_without_torch(capsys, tmp_path, monke
 
 
 def test_markdown_table_has_a_row_per_config(capsys, tmp_path):
-    out, _ = run_bench(capsys, tmp_path, TINY + ["--markdown", "--tools", "fastbp,numpy"])
+    out, _ = run_bench(capsys, tmp_path, TINY + ["--markdown", "--tools", "fastbp,numpy",
+                                                 "--optimizers", "sgd"])
     lines = [line for line in out.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| net | batch | fastbp µs")
     assert len(lines) == 1 + 4    # header + 2 nets x 2 batches
     assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_adam_rows_come_from_the_same_rounds_as_sgds(capsys, tmp_path):
+    out, data = run_bench(capsys, tmp_path, TINY + ["--markdown"])
+    assert data["optimizers"] == ["sgd", "adam"]
+    tables = out.split("## Adam step")
+    assert len(tables) == 2
+    sgd_lines = [line for line in tables[0].splitlines() if line.startswith("| ")]
+    adam_lines = [line for line in tables[1].splitlines() if line.startswith("| ")]
+    assert len(sgd_lines) == len(adam_lines) == 1 + 4
+    assert adam_lines[0] == sgd_lines[0][:-1] + "| fastbp Adam / SGD |"
+    assert all(line.count("|") == adam_lines[0].count("|") for line in adam_lines)
+    assert [(r["net"], r["batch"], r["optimizer"]) for r in data["adam_updates"]] == [
+        (r["net"], r["batch"], "adam") for r in data["updates"]]
+    for sgd, adam in zip(data["updates"], data["adam_updates"]):
+        assert "fastbp_over_sgd" not in sgd
+        assert adam["fastbp_over_sgd"] == pytest.approx(bench.paired_speedup(
+            sgd["tools"]["fastbp"]["rounds_us"], adam["tools"]["fastbp"]["rounds_us"]))
+        for tool in ("fastbp", "numpy", "torch"):
+            assert len(adam["tools"][tool]["rounds_us"]) == 2
+        assert adam["speedup_vs_torch"] == pytest.approx(bench.paired_speedup(
+            adam["tools"]["fastbp"]["rounds_us"], adam["tools"]["torch"]["rounds_us"]))
+
+
+def test_adam_alone_has_no_ratio_to_sgd(capsys, tmp_path):
+    out, data = run_bench(capsys, tmp_path, TINY + ["--optimizers", "adam", "--tools", "fastbp,numpy"])
+    assert "updates" not in data and len(data["adam_updates"]) == 4
+    assert all("fastbp_over_sgd" not in row for row in data["adam_updates"])
+    header, rows = table_rows(out, "net ")
+    assert "Adam / SGD" not in header and len(rows) == 4
 
 
 def test_sgemm_ceiling_is_reported(capsys, tmp_path):
@@ -94,6 +125,7 @@ def test_flop_count_follows_the_stated_convention():
     (["--nets", "784-x-10"], "784-x-10"),
     (["--batches", "0"], "--batches"),
     (["--tools", "fastbp,jax"], "jax"),
+    (["--optimizers", "sgd,lbfgs"], "lbfgs"),
     (["--seconds", "-1"], "--seconds"),
 ])
 def test_bad_options_are_rejected_by_name(capsys, args, message):
@@ -115,6 +147,38 @@ def test_every_tool_starts_from_the_same_weights_and_learns():
     for l in range(net.n_layers):
         assert not np.array_equal(net.weights[l], start[l])
         np.testing.assert_allclose(net.weights[l], ref.weights[l], rtol=1e-5, atol=1e-6)
+
+
+def test_every_tool_starts_from_the_same_weights_and_takes_the_same_adam_step():
+    sizes = (6, 5, 3)
+    net = fastbp.Network(sizes, seed=0)
+    batches = bench.make_batches(sizes, 4)
+    ref = bench.ReferenceNetwork(net.weights, net.biases, net.activations, net.loss)
+    start = [w.copy() for w in net.weights]
+    update = bench.make_update("fastbp", net, batches, optimizer="adam")
+    X, y = batches[0]
+    update()
+    ref.adam_step(X, y, bench.LR)
+    for l in range(net.n_layers):   # Adam's first step: lr for every weight with a gradient
+        moved = np.abs(net.weights[l] - start[l])
+        assert np.count_nonzero(moved) > moved.size // 2
+        np.testing.assert_allclose(moved[moved > 0], bench.LR, rtol=1e-3)
+        np.testing.assert_allclose(net.weights[l], ref.weights[l], rtol=1e-5, atol=1e-6)
+
+
+def test_pytorch_adam_is_fastbps_adam():
+    torch = pytest.importorskip("torch")
+    sizes = (12, 16, 9, 4)
+    net = fastbp.Network(sizes, seed=3)
+    model = bench.torch_model(net)
+    step = bench.torch_update_fn(model, lr=0.01, optimizer="adam")
+    for X, y in bench.make_batches(sizes, 7, n_batches=3):
+        torch_loss = step(torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))).item()
+        assert torch_loss == pytest.approx(net.train_step(X, y, lr=0.01, optimizer="adam"), rel=1e-5)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    for l, linear in enumerate(linears):
+        np.testing.assert_allclose(linear.weight.detach().numpy().T, net.weights[l], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(linear.bias.detach().numpy(), net.biases[l], rtol=1e-4, atol=1e-6)
 
 
 def test_pytorch_model_computes_fastbp_loss_and_update():

@@ -4,6 +4,7 @@ behave exactly like the Python checks: these came from a review that found it di
 not (byte order, 0-d labels, velocities replaced behind the cached core), plus a
 thread team smaller than asked for."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -131,3 +132,65 @@ def test_an_explicit_n_threads_equal_to_the_networks_takes_the_fast_path(monkeyp
     net.train_step(X, y, lr=0.1, n_threads=2)
     with np.testing.assert_raises(AssertionError):
         net.train_step(X, y, lr=0.1, n_threads=1)   # a different count: the slow path
+
+
+def _adam_pair(optimizers, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01):
+    """Two networks through the same Adam/AdamW steps: one with betas as a tuple (the
+    fast path after the first call), one with betas as a list, which the fast path
+    refuses, so every step goes through the Python checks. Returns both and their losses."""
+    rng = np.random.default_rng(0)
+    X = rng.random((3, 20), dtype=np.float32)
+    y = np.array([0, 2, 1])
+    nets = [fastbp.Network([20, 16, 3], seed=0, n_threads=2) for _ in range(2)]
+    losses = [[], []]
+    for optimizer in optimizers:
+        for k, b in enumerate((tuple(betas), list(betas))):
+            losses[k].append(nets[k].train_step(X, y, lr=0.01, optimizer=optimizer, betas=b, eps=eps,
+                                                weight_decay=weight_decay))
+    return nets, losses
+
+
+def test_adam_steps_on_the_fast_path_are_the_checked_steps():
+    # The fast path sets Adam's betas, eps and step count (its bias correction) itself:
+    # a wrong step count or a default in place of a given beta changes every weight.
+    nets, losses = _adam_pair(["adam"] * 4 + ["adamw"] * 3 + ["adam"])
+    assert losses[0] == losses[1]
+    assert _same_weights(*nets)
+    for a, b in zip(nets[0]._state, nets[1]._state):
+        assert np.array_equal(a, b)
+    assert nets[0]._rule_steps == nets[1]._rule_steps == 8
+
+
+def test_adam_defaults_on_the_fast_path_are_pytorchs(monkeypatch):
+    net = _warm(fastbp.Network([5, 8, 3], seed=0, n_threads=1))
+    X = np.random.default_rng(0).random((4, 5), dtype=np.float32)
+    y = np.array([0, 2, 1, 2])
+    net.train_step(X, y, lr=0.01, optimizer="adam")       # sets up the moments
+    slow = fastbp.Network([5, 8, 3], seed=0, n_threads=1)
+    slow.set_weights(net.weights, net.biases)
+    slow._state, slow._state_kind, slow._rule_steps = [s.copy() for s in net._state], "moments", 1
+    slow._state = np.stack(slow._state)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the slow path checked the arguments")
+
+    monkeypatch.setattr(fastbp.network, "check_adam_settings", refuse)
+    net.train_step(X, y, lr=0.01, optimizer="adam")       # betas, eps: None
+    monkeypatch.undo()
+    slow.train_step(X, y, lr=0.01, optimizer="adam", betas=[0.9, 0.999], eps=1e-8)
+    assert _same_weights(net, slow)
+
+
+def test_bad_adam_settings_are_named_after_a_fast_step():
+    net = fastbp.Network([5, 8, 3], seed=0, n_threads=1)
+    X = np.random.default_rng(0).random((4, 5), dtype=np.float32)
+    y = np.array([0, 2, 1, 2])
+    net.train_step(X, y, lr=0.01, optimizer="adam")
+    net.train_step(X, y, lr=0.01, optimizer="adam")
+    before = [w.copy() for w in net.weights]
+    for kwargs, message in [(dict(betas=(1.0, 0.999)), "betas[0]"), (dict(betas=(0.9, -0.5)), "betas[1]"),
+                            (dict(eps=0.0), "eps"), (dict(eps=1e-50), "is 0 in float32"),
+                            (dict(momentum=0.9), "momentum"), (dict(eps=float("nan")), "eps")]:
+        with np.testing.assert_raises_regex(ValueError, re.escape(message)):
+            net.train_step(X, y, lr=0.01, optimizer="adam", **kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.weights))
