@@ -125,14 +125,20 @@ class RunCheckpoints:
                   if _normal(self.settings.get(name)) != _normal(run["settings"].get(name))]
         if differ:
             raise ValueError(f"resume={path!r} is not this run: its arguments differ: " + ", ".join(differ))
-        changed = [name for name in ("X", "y", "sample_weight", "validation")
-                   if self.data.get(name) != run["data"].get(name)]
-        if changed:
-            what = {"X": "X", "y": "y", "sample_weight": "sample_weight",
-                    "validation": "validation_data"}
-            raise ValueError(f"resume={path!r} is not this run: its data differ in "
-                             + ", ".join(what[c] for c in changed)
-                             + " (a resume needs the same data, in the same order)")
+        # one process: {"X": ..., ...}; over MPI: {"ranks": [one such per rank]} (the
+        # settings, compared above, hold the number of ranks)
+        ours, theirs = self.data.get("ranks", [self.data]), run["data"].get("ranks", [run["data"]])
+        for r, (mine, saved) in enumerate(zip(ours, theirs)):
+            changed = [name for name in ("X", "y", "sample_weight", "validation")
+                       if mine.get(name) != saved.get(name)]
+            if changed:
+                what = {"X": "X", "y": "y", "sample_weight": "sample_weight",
+                        "validation": "validation_data"}
+                where = f" on rank {r}" if len(ours) > 1 else ""
+                raise ValueError(f"resume={path!r} is not this run: its data differ{where} in "
+                                 + ", ".join(what[c] for c in changed)
+                                 + " (a resume needs the same data, in the same order)")
+        check_optimizer_state(extras, path)   # before anything of net changes
         net.set_weights(arrays[0::2], arrays[1::2])
         put_optimizer_state(net, meta, extras, path)
         history = {name: [float(v) for v in values] for name, values in extras["history"].items()}
@@ -171,11 +177,16 @@ def _check_run(path, run, history):
                            + ", ".join(problems))
 
 
+def check_optimizer_state(extras, path):
+    """BadModelFile for a checkpoint's optimizer state that holds NaN or inf."""
+    if not all(np.isfinite(a).all() for layers in extras["state"] for a in layers):
+        raise io.bad_model(path, "the optimizer state holds NaN or inf")
+
+
 def put_optimizer_state(net, meta, extras, path):
     """A checkpoint's optimizer state (read by io.read_model) into net."""
     state = meta["optimizer_state"]
-    if not all(np.isfinite(a).all() for layers in extras["state"] for a in layers):
-        raise io.bad_model(path, "the optimizer state holds NaN or inf")
+    check_optimizer_state(extras, path)
     with net._lock.writing:
         if state["rows"]:
             net._state = net._layout.zeros(state["rows"])

@@ -20,10 +20,11 @@ Errors: whatever one rank finds wrong before training (its data, its arguments) 
 rank learns in one collective, and every rank raises; the rank that found it names
 itself. During training, a NaN loss or an overflowing update is seen by every rank at
 the same step (they share the loss and the update) and every rank raises
-FloatingPointError, the weights those of the last finite step. Any other exception on
-one rank (an interrupt, a failing callback, a full disk) cannot reach the ranks waiting
-in a collective, so that rank prints it and aborts the job (MPI_Abort); a rank that dies
-is noticed by mpiexec, which ends the others.
+FloatingPointError, the weights those of the last finite step (with local SGD: of the
+last average, which every rank holds alike). A checkpoint that rank 0 cannot write stops
+every rank the same way. Any other exception on one rank (an interrupt, a failing
+callback) cannot reach the ranks waiting in a collective, so that rank prints it and
+aborts the job (MPI_Abort); a rank that dies is noticed by mpiexec, which ends the others.
 
 mpi4py is imported only when a communicator is given: `import fastbp` does not import it.
 """
@@ -51,6 +52,12 @@ class _Overflow(Exception):
 
 class RankError(ValueError):
     """What every rank raises when some rank cannot train (its data or arguments)."""
+    agreed = True
+
+
+def _agreed(error):
+    """Whether every rank raises `error` alike (so no rank is left in a collective)."""
+    return getattr(error, "agreed", False) or isinstance(error, FloatingPointError)
 
 
 def agree(comm, error):
@@ -67,6 +74,7 @@ def agree(comm, error):
             mine = type(error)(f"rank {rank}: {error}")
         except Exception:  # an exception type that wants other arguments
             mine = RankError(f"rank {rank}: {reports[rank]}")
+        mine.agreed = True
         raise mine from error
     first, message = failed[0]
     raise RankError(f"rank {first} cannot train: {message} (every rank stops)")
@@ -81,7 +89,7 @@ def _digest(value):
     return h.hexdigest()
 
 
-def _check_ranks_agree(comm, net, plan, sync_every):
+def _check_ranks_agree(comm, net, plan, sync_every, resuming):
     """Collective: every rank must train the same network from the same weights with the
     same arguments; RankError on every rank naming what differs, and where."""
     mine = {
@@ -89,7 +97,9 @@ def _check_ranks_agree(comm, net, plan, sync_every):
         "the arguments": _digest([plan.optimizer, plan.rule.__dict__, plan.sched.__dict__,
                                   plan.batch_size, plan.epochs, plan.shuffle, sync_every,
                                   plan.max_fun, plan.tol, plan.val is not None,
-                                  plan.weights is not None]),
+                                  plan.weights is not None, plan.run is not None,
+                                  None if plan.run is None else
+                                  [plan.run.path is not None, plan.run.every], resuming]),
         "the initial weights (seed)": _digest(net._params),
         "the optimizer state": _digest(None if net._state is None else net._state),
         "the shuffle seed": _digest(net._shuffle_state),
@@ -106,6 +116,9 @@ def _check_ranks_agree(comm, net, plan, sync_every):
 
 def fit(net, comm, sync_every, X, y, verbose=False, callback=None, **arguments):
     """Network.fit with comm given (see the module docstring)."""
+    if not all(hasattr(comm, name) for name in ("Get_rank", "Get_size", "Allreduce", "allgather")):
+        raise TypeError(f"comm must be an mpi4py communicator (MPI.COMM_WORLD, say), got "
+                        f"{type(comm).__name__}")
     from mpi4py import MPI   # the communicator is mpi4py's, so it is installed
 
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -119,7 +132,8 @@ def fit(net, comm, sync_every, X, y, verbose=False, callback=None, **arguments):
     except Exception as e:  # noqa: BLE001 - every rank must hear of it before any raises
         error = e
     agree(comm, error)
-    _check_ranks_agree(comm, net, plan, sync_every)
+    resuming = arguments.get("resume") is not None
+    _check_ranks_agree(comm, net, plan, sync_every, resuming)
 
     counts = comm.allgather(len(plan.X))
     n_total = sum(counts)
@@ -127,36 +141,37 @@ def fit(net, comm, sync_every, X, y, verbose=False, callback=None, **arguments):
     n_steps = -(-n_total // batch)
     run = plan.run
     start = error = None
-    try:
-        if run is not None:
-            shards = comm.allgather(checkpoints.data_fingerprints(*plan.data_arrays()))
-            run.data = {"ranks": shards}
-            run.settings.update(ranks=size, sync_every=sync_every)
-            if arguments.get("resume") is not None:
-                start = run.resume(arguments["resume"], net)
-    except Exception as e:  # noqa: BLE001
-        error = e
-    agree(comm, error)
-
-    acquired = False
     try:   # (another thread of some rank may be training this network)
         net._lock.train_acquire("fit")
-        acquired = True
-        trainer = _DistributedTrainer(net, comm, MPI, plan, sync_every, n_steps, rank)
     except Exception as e:  # noqa: BLE001
         error = e
+    acquired = error is None
     try:
         agree(comm, error)
+        if run is not None:   # (on every rank or on none: the arguments agree)
+            run.data = {"ranks": comm.allgather(checkpoints.data_fingerprints(*plan.data_arrays()))}
+            run.settings.update(ranks=size, sync_every=sync_every)
+        try:
+            if resuming:
+                start = run.resume(arguments["resume"], net)
+            trainer = _DistributedTrainer(net, comm, MPI, plan, sync_every, n_steps, rank)
+        except Exception as e:  # noqa: BLE001
+            error = e
+        agree(comm, error)
+        if resuming:   # every rank read the same run
+            _check_ranks_agree(comm, net, plan, sync_every, resuming)
+            positions = comm.allgather((start.epochs_done, start.step))
+            if len(set(positions)) > 1:
+                raise RankError(f"the ranks resumed from different checkpoints (epochs, steps "
+                                f"{positions}): give every rank the same file")
     except BaseException:
         if acquired:
             net._lock.train_release()
         raise
     try:
         return trainer.run(start, verbose, callback)
-    except (FloatingPointError, RankError):
-        raise   # raised alike by every rank
     except BaseException as e:
-        if size == 1:
+        if size == 1 or _agreed(e):   # raised alike by every rank
             raise
         print(f"fastbp: rank {rank} of {size} stopped: {type(e).__name__}: {e}; aborting every "
               "rank (the others wait in a collective it will not join)", file=sys.stderr,
@@ -299,13 +314,26 @@ class _DistributedTrainer:
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         loss, weight = float(buf[-2]), float(buf[-1])
         if not np.isfinite(loss) or not np.isfinite(buf).all():
+            self.step, params, state = self.averaged
+            with net._lock.writing:   # every rank back to the last average: the same bits
+                net._params[...] = params
+                if state is not None:
+                    net._state[...] = state
             raise FloatingPointError("a rank's loss or weights became NaN or inf between two "
-                                     "averages (local SGD); training stopped on every rank. Try "
-                                     "a smaller lr.")
+                                     "averages (local SGD); training stopped on every rank with "
+                                     "the weights of the last average. Try a smaller lr.")
         with net._lock.writing:
             for k, part in enumerate(parts):
                 np.divide(buf[k * n:(k + 1) * n], self.size, out=part)
+        self.keep_average(self.step + 1)
         return loss, weight
+
+    def keep_average(self, steps_done):
+        """What a divergence between averages goes back to: the weights and state that
+        every rank holds alike after an average (or at the start), and the steps done."""
+        net = self.net
+        self.averaged = (steps_done, net._params.copy(),
+                         None if net._state is None else net._state.copy())
 
     # -- validation -------------------------------------------------------------------
     def validation_scores(self):
@@ -327,6 +355,8 @@ class _DistributedTrainer:
             self.step = start.step
         n_updates_base, rule_steps_base = net.n_updates_, net._rule_steps
         counts_steps = plan.rule.kind != _core.RULE_SGD
+        if self.sync_every is not None:
+            self.keep_average(self.step)
         try:
             for epoch in range(first_epoch, plan.epochs if not hist.stopped_early else first_epoch):
                 started = time.perf_counter()

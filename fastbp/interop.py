@@ -249,7 +249,7 @@ def to_sklearn(net: Network, classes: Any = None) -> Any:
     est.n_layers_ = len(net.layer_sizes)
     est.n_outputs_ = coefs[-1].shape[1]
     est.out_activation_ = out_activation
-    est.n_iter_, est.t_ = 0, net.n_updates_
+    est.n_iter_, est.t_ = 0, 0   # (t_ counts samples seen, which a Network does not know)
     return est
 
 

@@ -250,6 +250,8 @@ class Network:
         """The checked settings of the update rule `optimizer` names (lbfgs: its weight
         decay; the rest is refused)."""
         check_choice("optimizer", optimizer, OPTIMIZERS)
+        if not isinstance(decay_on_sum, (bool, np.bool_)):
+            raise TypeError(f"decay_on_sum must be True or False, got {decay_on_sum!r}")
         lr, momentum, weight_decay, nesterov = check_sgd_settings(lr, momentum, weight_decay,
                                                                   nesterov, self.dtype)
         if optimizer in ADAM_RULES:
@@ -438,6 +440,10 @@ class Network:
                          tol=None if lbfgs else tol, n_iter_no_change=n_iter_no_change)
         n_threads = self.n_threads if n_threads is None else check_threads(n_threads)
         checkpoint_every = check_positive("checkpoint_every", checkpoint_every, integer=True)
+        for name, path in (("checkpoint", checkpoint), ("resume", resume)):
+            if path is not None and not isinstance(path, (str, os.PathLike)):
+                raise TypeError(f"{name} must be a file path (str or os.PathLike), got "
+                                f"{type(path).__name__}")
         if lbfgs and (checkpoint is not None or resume is not None):
             raise ValueError("checkpoint and resume cover the step rules; optimizer='lbfgs' keeps "
                              "its memory in scipy and cannot be resumed")

@@ -473,14 +473,15 @@ class _BaseMLP(BaseEstimator):
         batch = fit_args["batch_size"]
         rows = max(1, SPARSE_BLOCK_VALUES // (batch * X.shape[1])) * batch
         block_args = dict(fit_args, shuffle=False)
-        total = 0.0
+        total = total_weight = 0.0   # each block's loss is its weighted mean: sum them back
         for start in range(0, n, rows):
             rows_here = order[start:start + rows]
             weights = None if sample_weight is None else sample_weight[rows_here]
             loss = net.fit(X[rows_here].toarray(), y_net[rows_here], lr=lr, sample_weight=weights,
                            **block_args).loss[0]
-            total += loss * len(rows_here)
-        return total / n
+            weight = len(rows_here) if weights is None else float(weights.sum(dtype=np.float64))
+            total, total_weight = total + loss * weight, total_weight + weight
+        return total / total_weight
 
     def _run_epochs(self, X, y_net, sample_weight, X_val, y_val, sw_val, incremental):
         n_samples = X.shape[0]
@@ -688,6 +689,10 @@ class _BaseMLP(BaseEstimator):
         ours.set_params(**{k: v for k, v in est.get_params().items() if k in ours.get_params()})
         for name, value in _fitted_attributes(est).items():
             setattr(ours, name, _copied(value))
+        # what fit and partial_fit keep between calls: the stopping rule's count goes on,
+        # the rest starts afresh
+        ours._no_improvement_count = getattr(est, "_no_improvement_count", 0)
+        ours._best_params = ours._sparse_rng_state = None
         ours._network = from_sklearn(est)[0]
         if cls is MLPRegressor and ours._network.loss != ours._net_loss():
             raise ValueError(f"from_sklearn: a {est.out_activation_} output with loss={est.loss!r} "

@@ -237,3 +237,30 @@ def test_a_failed_checkpoint_write_keeps_the_last_one(tmp_path, monkeypatch):
         net.fit(X, y, epochs=1, checkpoint=path)
     assert path.read_bytes() == kept
     assert os.listdir(tmp_path) == ["run.ckpt"]
+
+
+def test_bad_checkpoint_and_decay_arguments_are_refused_by_name(tmp_path):
+    X, y = problem()
+    net = fastbp.Network(SIZES)
+    with pytest.raises(TypeError, match="checkpoint must be a file path"):
+        net.fit(X, y, checkpoint=123)
+    with pytest.raises(TypeError, match="resume must be a file path"):
+        net.fit(X, y, resume=123)
+    with pytest.raises(TypeError, match="decay_on_sum must be True or False"):
+        net.fit(X, y, weight_decay=0.1, decay_on_sum="no")
+
+
+def test_a_checkpoint_with_a_nan_optimizer_state_is_refused_before_the_weights_change(tmp_path):
+    X, y = problem()
+    path = tmp_path / "run.ckpt"
+    bad = fastbp.Network(SIZES, seed=1)
+    bad.fit(X, y, optimizer="adam", epochs=1, checkpoint=path)
+    bad._state[1][0] = np.nan     # a consistent file (checksums and all) whose moments hold a NaN
+    meta = io.read_model(path)[0]
+    io.save_network(bad, path, run=meta["run"], history=fastbp.History(loss=[1.0]),
+                    rule_steps=meta["optimizer_state"]["rule_steps"])
+    net = fastbp.Network(SIZES, seed=7)
+    before = net._params.copy()
+    with pytest.raises(io.BadModelFile, match="optimizer state holds NaN"):
+        net.fit(X, y, optimizer="adam", epochs=2, resume=path)
+    np.testing.assert_array_equal(net._params, before)

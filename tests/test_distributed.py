@@ -394,3 +394,78 @@ def test_the_script_in_docs_distributed_md_runs_under_mpiexec(tmp_path):
     from fastbp.datasets import load_mnist
     X, y = load_mnist(data, "test")
     assert net.evaluate(X / np.float32(255), y)["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("only_rank_0", ["checkpoint", "resume"])
+def test_checkpoint_or_resume_on_one_rank_only_is_refused_on_every_rank(tmp_path, only_rank_0):
+    run_ranks(tmp_path, 2, """
+        path = os.path.join(out, "run.ckpt")
+        fastbp.Network([10, 16, 3], seed=1).fit(X, y, epochs=1, comm=comm, checkpoint=path)
+        extra = {} if rank else {sys.argv[2]: path}
+        try:
+            fastbp.Network([10, 16, 3], seed=1).fit(X, y, epochs=2, comm=comm, **extra)
+            save(fastbp.Network([10, 16, 3]), error=None)
+        except ValueError as e:
+            save(fastbp.Network([10, 16, 3]), error=str(e))
+    """, only_rank_0)
+    _, info = results(tmp_path, 2)
+    for r in range(2):
+        assert "the arguments of rank 1 differ from rank 0's" in info[r]["error"]
+
+
+def test_a_checkpoint_rank_0_cannot_write_stops_every_rank_alike(tmp_path):
+    result = run_ranks(tmp_path, 2, """
+        blocker = os.path.join(out, "a-file")
+        open(blocker, "w").close()
+        try:   # a directory that is a file: the write fails on rank 0
+            fastbp.Network([10, 16, 3], seed=1).fit(X, y, epochs=2, comm=comm,
+                                                    checkpoint=os.path.join(blocker, "run.ckpt"))
+            save(fastbp.Network([10, 16, 3]), error=None)
+        except Exception as e:
+            save(fastbp.Network([10, 16, 3]), error=f"{type(e).__name__}: {e}")
+    """)
+    _, info = results(tmp_path, 2)
+    assert info[0]["error"].startswith("NotADirectoryError: rank 0:")
+    assert info[1]["error"].startswith("RankError: rank 0 cannot train: NotADirectoryError")
+    assert "aborting" not in result.stderr
+
+
+def test_local_sgd_that_diverges_leaves_every_rank_the_last_average(tmp_path):
+    run_ranks(tmp_path, 2, """
+        Xh = X * (1e30 if rank == 1 else 1.0)     # rank 1's steps overflow between averages
+        net = fastbp.Network([10, 16, 3], seed=1)
+        try:
+            net.fit(Xh, y, lr=0.1, batch_size=16, epochs=2, sync_every=4, comm=comm)
+            error = None
+        except FloatingPointError as e:
+            error = str(e)
+        save(net, error=error, n_updates=net.n_updates_)
+    """)
+    params, info = results(tmp_path, 2)
+    assert "the weights of the last average" in info[0]["error"]
+    np.testing.assert_array_equal(params[0], params[1])
+    assert np.isfinite(params[0]).all() and info[0] == info[1]
+
+
+def test_a_distributed_resume_with_other_data_on_one_rank_is_refused(tmp_path):
+    run_ranks(tmp_path, 2, """
+        path = os.path.join(out, "run.ckpt")
+        fastbp.Network([10, 16, 3], seed=1).fit(X, y, epochs=1, comm=comm, checkpoint=path)
+        X2 = X.copy()
+        if rank == 1:
+            X2[0, 0] += 1.0
+        try:
+            fastbp.Network([10, 16, 3], seed=1).fit(X2, y, epochs=2, comm=comm, resume=path)
+            save(fastbp.Network([10, 16, 3]), error=None)
+        except ValueError as e:
+            save(fastbp.Network([10, 16, 3]), error=str(e))
+    """)
+    _, info = results(tmp_path, 2)
+    assert "its data differ on rank 1 in X" in info[0]["error"]
+    assert "its data differ on rank 1 in X" in info[1]["error"]
+
+
+def test_fit_refuses_what_is_not_a_communicator():
+    net = fastbp.Network([3, 4, 2])
+    with pytest.raises(TypeError, match="comm must be an mpi4py communicator"):
+        net.fit(np.zeros((4, 3)), [0, 1, 0, 1], comm=1)

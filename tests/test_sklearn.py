@@ -836,3 +836,28 @@ def test_a_fitted_estimator_exports_to_onnx_with_its_labels(kind, tmp_path):
         np.testing.assert_allclose(outputs["probabilities"], proba, rtol=1e-5, atol=1e-6)
     clear = np.abs(proba - 0.5).min(axis=1) > 1e-4
     np.testing.assert_array_equal(outputs["label"][clear], est.predict(X)[clear])
+
+
+def test_sparse_x_with_sample_weights_reports_the_loss_of_dense_x():
+    import scipy.sparse
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 6)) * (rng.random((300, 6)) < 0.4)
+    y = rng.integers(0, 3, 300)
+    w = rng.integers(1, 5, 300).astype(float)
+    dense = MLPClassifier((5,), max_iter=3, shuffle=False, random_state=0).fit(X, y, sample_weight=w)
+    sparse = MLPClassifier((5,), max_iter=3, shuffle=False, random_state=0).fit(
+        scipy.sparse.csr_matrix(X), y, sample_weight=w)
+    for a, b in zip(dense.coefs_, sparse.coefs_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(sparse.loss_curve_, dense.loss_curve_, rtol=1e-6)
+
+
+def test_an_estimator_from_scikit_learn_trains_on_with_warm_start_and_partial_fit():
+    from sklearn.neural_network import MLPClassifier as Theirs
+    X, y = _conversion_problem("multiclass")
+    theirs = Theirs(hidden_layer_sizes=(6,), max_iter=20, random_state=0).fit(X, y)
+    ours = MLPClassifier.from_sklearn(theirs)
+    ours.set_params(warm_start=True, max_iter=3, tol=10.0, n_iter_no_change=1)
+    ours.fit(X, y)               # no improvement by tol: the stopping rule's count is used
+    ours.partial_fit(X, y)
+    assert ours.n_iter_ >= 1
