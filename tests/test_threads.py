@@ -252,19 +252,38 @@ def test_predictions_get_their_turn_within_a_long_fit():
     assert answered_during_fit == [True] * 5, "predictions waited for the whole fit"
 
 
-def test_an_interrupted_wait_for_the_weights_leaves_the_network_usable():
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler for the test, whatever this process inherited: a
+    process that a non-interactive shell starts in the background ignores SIGINT, and
+    Python then installs no handler (a SIGINT sent by the test would be lost, and a
+    wait for it would never end)."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_wait_for_the_weights_leaves_the_network_usable(python_sigint):
     import signal
     lock = _core.ParameterLock()
     lock.write_acquire()            # a training update under way
     main = threading.main_thread().ident
 
+    interrupted = threading.Event()
+
     def interrupt_soon():           # Ctrl-C: a real SIGINT wakes the waiting acquire
         time.sleep(0.2)
         signal.pthread_kill(main, signal.SIGINT)
+        if not interrupted.wait(10):    # lost: end the wait, so the test fails, not hangs
+            lock.write_release()
 
     threading.Thread(target=interrupt_soon).start()
     with pytest.raises(KeyboardInterrupt):
         lock.read_acquire()         # waits, and is interrupted
+    interrupted.set()
     lock.write_release()
     with lock.reading:              # nobody is left counted or waiting
         pass
