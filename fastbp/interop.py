@@ -83,18 +83,19 @@ def to_onnx(net: Network, path: str | os.PathLike[str] | None = None, opset: int
     n_out = net.layer_sizes[-1]
     function = OUTPUT_FUNCTIONS[net.loss]
     if net.loss in ("cross_entropy", "binary_cross_entropy"):
+        assert function is not None   # (Softmax, Sigmoid)
         nodes.append(helper.make_node(function, [h], ["probabilities"], axis=1) if function == "Softmax"
                      else helper.make_node(function, [h], ["probabilities"]))
         index = "label" if classes is None else "index"
         if net.loss == "cross_entropy":
             nodes.append(helper.make_node("ArgMax", ["probabilities"], [index], axis=1, keepdims=0))
-            label_shape = ["batch"]
+            label_shape: list[str | int] = ["batch"]
         else:
             initializers.append(numpy_helper.from_array(np.array(0.5, dtype=net.dtype), "half"))
             nodes += [helper.make_node("Greater", ["probabilities", "half"], ["above_half"]),
                       helper.make_node("Cast", ["above_half"], [index], to=TensorProto.INT64)]
             label_shape = ["batch", n_out]
-        label_type = TensorProto.INT64
+        label_type: int = TensorProto.INT64
         if classes is not None:
             classes = np.asarray(classes)
             n_classes = n_out if net.loss == "cross_entropy" else 2
@@ -153,8 +154,11 @@ def from_torch(module: Any, loss: str = "cross_entropy", n_threads: int | None =
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"from_torch: module must be a torch.nn.Sequential, got {type(module).__name__}")
     names = {getattr(torch.nn, cls): name for name, cls in TORCH_ACTIVATIONS.items()}
-    sizes, activations, weights, biases = [], [], [], []
-    dtypes = set()
+    sizes: list[int] = []
+    activations: list[str] = []
+    weights: list[Any] = []
+    biases: list[Any] = []
+    dtypes: set[Any] = set()
     pending = None   # the activation after the last Linear seen
     for i, m in enumerate(module):
         if isinstance(m, torch.nn.Linear):
@@ -210,8 +214,8 @@ def to_sklearn(net: Network, classes: Any = None) -> Any:
     logistic output (its logit is the difference of the two), a binary_cross_entropy
     one of one output a binary classifier, of several a multi-label one. Needs one
     hidden activation for every layer, as scikit-learn has."""
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
-    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.neural_network import MLPClassifier, MLPRegressor  # type: ignore[import-untyped]
+    from sklearn.preprocessing import LabelBinarizer  # type: ignore[import-untyped]
     if len(set(net.activations)) > 1:
         raise ValueError(f"to_sklearn: scikit-learn's MLPs have one hidden activation, this network "
                          f"has {list(net.activations)}")

@@ -540,7 +540,7 @@ class Network:
         padding between layers has a zero gradient, so it stays zero and adds nothing
         to scipy's dot products), one C backpropagation over all of X per evaluation."""
         try:
-            from scipy.optimize import minimize
+            from scipy.optimize import minimize  # type: ignore[import-untyped]
         except ImportError:
             raise ImportError("optimizer='lbfgs' needs scipy: pip install scipy "
                               "(or pip install 'fastbp[lbfgs]')") from None

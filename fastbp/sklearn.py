@@ -643,7 +643,7 @@ class _BaseMLP(BaseEstimator):
             self.__dict__.update(state)
 
     # -- conversion: scikit-learn's own estimators, ONNX ------------------------------
-    _sklearn_class = None   # scikit-learn's estimator of the same name (the subclasses')
+    _sklearn_class: Any = None   # scikit-learn's estimator of the same name (the subclasses')
 
     def to_sklearn(self) -> Any:
         """scikit-learn's own fitted estimator of this class (its parameters and every
