@@ -65,8 +65,15 @@ def step_time(compute, overhead, n_bytes, P, bandwidth, latency=LATENCY, every=1
 
 def compute_of(costs, rows):
     """Seconds of one step on `rows` rows by interpolating measured (rows, seconds) in
-    log-log (fewer than one row costs what one row does)."""
+    log-log; fewer rows than the fewest measured cost what those do, more than the most
+    cost in proportion (the largest batch measured is compute-bound).
+
+    >>> compute_of([(1, 1e-5), (100, 1e-3)], 200)
+    0.002
+    """
     xs, ys = zip(*sorted(costs))
+    if rows > xs[-1]:
+        return ys[-1] * rows / xs[-1]
     rows = max(rows, xs[0])
     return float(np.exp(np.interp(np.log(rows), np.log(xs), np.log(ys))))
 
