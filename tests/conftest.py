@@ -34,6 +34,20 @@ def mnist_dir():
 
 
 @pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler, SIGINT unblocked, for tests that send themselves a
+    Ctrl-C: a process that a non-interactive shell starts in the background inherits
+    SIGINT ignored, and Python then installs no handler (the test's signal would be
+    lost, and a wait for it would never end)."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
 def mnist_path():
     return mnist_dir()
 

@@ -252,20 +252,6 @@ def test_predictions_get_their_turn_within_a_long_fit():
     assert answered_during_fit == [True] * 5, "predictions waited for the whole fit"
 
 
-@pytest.fixture
-def python_sigint():
-    """Python's own Ctrl-C handler for the test, whatever this process inherited: a
-    process that a non-interactive shell starts in the background ignores SIGINT, and
-    Python then installs no handler (a SIGINT sent by the test would be lost, and a
-    wait for it would never end)."""
-    import signal
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    yield
-    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_an_interrupted_wait_for_the_weights_leaves_the_network_usable(python_sigint):
     import signal
     lock = _core.ParameterLock()

@@ -569,7 +569,7 @@ def test_ctrl_c_from_a_signal_stops_fit_quickly():
     assert_params_finite(net)
 
 
-def test_ctrl_c_from_another_thread_stops_fit_quickly():
+def test_ctrl_c_from_another_thread_stops_fit_quickly(python_sigint):
     import _thread
     net, X, y = long_fit_problem()
 
