@@ -39,7 +39,7 @@ import numpy as np
 
 from . import _core, checkpoint as checkpoints
 from ._validation import check_positive
-from .network import ADAM_RULES, FitProgress, History
+from .network import FitProgress, History
 
 
 SNAPSHOT_STEPS = 64   # synchronous steps between copies of the weights (an overflow replays
