@@ -213,6 +213,7 @@ def test_a_rank_that_dies_ends_the_job_without_a_hang(tmp_path):
     assert not (tmp_path / "params0.npy").exists()
 
 
+EPOCHS = 12
 RESUMABLE = """
     path, epochs = sys.argv[2], int(sys.argv[3])
     X_big = np.random.default_rng(5).standard_normal((4000, 30))
@@ -229,7 +230,7 @@ RESUMABLE = """
 def test_a_distributed_run_killed_at_a_random_moment_resumes_to_the_same_bits(tmp_path):
     alone = tmp_path / "alone"
     alone.mkdir()
-    run_ranks(alone, 2, RESUMABLE, alone / "run.ckpt", 5)
+    run_ranks(alone, 2, RESUMABLE, alone / "run.ckpt", EPOCHS)
     expected, _ = results(alone, 2)
     path = tmp_path / "run.ckpt"
     script = tmp_path / "job.py"
@@ -238,14 +239,14 @@ def test_a_distributed_run_killed_at_a_random_moment_resumes_to_the_same_bits(tm
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastbp.__file__))]
                                         + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     rng = np.random.default_rng()
-    for attempt in range(10):
+    for attempt in range(20):
         job = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, str(script), str(tmp_path),
-                                str(path), "5"], env=env, cwd=tmp_path, start_new_session=True,
+                                str(path), str(EPOCHS)], env=env, cwd=tmp_path, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + MPI_TIMEOUT
         while not path.exists() and job.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.5))
+        time.sleep(rng.uniform(0.0, 0.1))   # an epoch takes ~25 ms here, the run ~0.3 s
         os.killpg(job.pid, signal.SIGKILL)   # mpiexec and both ranks at once
         job.wait()
         if path.exists() and not (tmp_path / "params0.npy").exists():
@@ -253,8 +254,8 @@ def test_a_distributed_run_killed_at_a_random_moment_resumes_to_the_same_bits(tm
         path.unlink(missing_ok=True)
         (tmp_path / "params0.npy").unlink(missing_ok=True)
     else:
-        pytest.fail("10 runs finished before a kill reached them")
-    run_ranks(tmp_path, 2, RESUMABLE, path, 5, "resume")
+        pytest.fail("20 runs finished before a kill reached them")
+    run_ranks(tmp_path, 2, RESUMABLE, path, EPOCHS, "resume")
     resumed, _ = results(tmp_path, 2)
     for r in range(2):
         np.testing.assert_array_equal(resumed[r], expected[0])
