@@ -39,7 +39,7 @@ import numpy as np
 
 from . import _core, checkpoint as checkpoints
 from ._validation import check_positive
-from .network import FitProgress, History
+from .network import History, end_of_epoch
 
 
 SNAPSHOT_STEPS = 64   # synchronous steps between copies of the weights (an overflow replays
@@ -252,7 +252,7 @@ class _DistributedTrainer:
         decay = rule.weight_decay
         if rule.decay_on_sum:
             decay = decay / batch_weight if batch_weight > 0 else 0.0
-        state = net._state if (rule.kind != _core.RULE_SGD or rule.momentum > 0) else None
+        state = self.core.state   # the arrays _use_state gave the rule (None: it keeps none)
         t = net._rule_steps + self.step + 1
         bad = 0
         with net._lock.writing:
@@ -265,21 +265,29 @@ class _DistributedTrainer:
         if bad:
             raise _Overflow()
 
-    def snapshot(self, i, sums):
+    def copy_weights(self):
+        """The weights and the rule's state, copied: what a divergence goes back to."""
+        state = self.core.state
+        return self.net._params.copy(), None if state is None else state.copy()
+
+    def put_weights(self, copy):
+        """Back to weights and state from copy_weights."""
+        params, state = copy
+        with self.net._lock.writing:
+            self.net._params[...] = params
+            if state is not None:
+                self.core.state[...] = state
+
+    def snapshot(self, i):
         """What replay_to goes back to: the weights and state before step i of the epoch."""
-        net = self.net
-        self.saved = (i, self.step, sums, net._params.copy(),
-                      None if net._state is None else net._state.copy())
+        self.saved = (i, self.step, self.copy_weights())
 
     def replay_to(self, i, chunks, lr0):
         """After step i of the epoch overflowed the weights (on every rank alike): back
         to the snapshot, then the steps before i again, which end where step i began."""
-        net, sched = self.net, self.plan.sched
-        first, self.step, sums, params, state = self.saved
-        with net._lock.writing:
-            net._params[...] = params
-            if state is not None:
-                net._state[...] = state
+        sched = self.plan.sched
+        first, self.step, weights = self.saved
+        self.put_weights(weights)
         for j in range(first, i):
             self.synchronous_step(chunks[j], lr0 / (1.0 + sched.per_update_decay * self.step))
             self.step += 1
@@ -304,7 +312,7 @@ class _DistributedTrainer:
         losses since the last average riding along), so that after it every rank holds
         the same bits; returns the summed (loss, weight) over all ranks."""
         net, n = self.net, self.n_params
-        parts = [net._params] + ([] if net._state is None else list(net._state))
+        parts = [net._params] + ([] if self.core.state is None else list(self.core.state))
         if self.sync_buffer is None or len(self.sync_buffer) != len(parts) * n + 2:
             self.sync_buffer = np.zeros(len(parts) * n + 2, dtype=net.dtype)
         buf = self.sync_buffer
@@ -314,11 +322,8 @@ class _DistributedTrainer:
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         loss, weight = float(buf[-2]), float(buf[-1])
         if not np.isfinite(loss) or not np.isfinite(buf).all():
-            self.step, params, state = self.averaged
-            with net._lock.writing:   # every rank back to the last average: the same bits
-                net._params[...] = params
-                if state is not None:
-                    net._state[...] = state
+            self.step, weights = self.averaged
+            self.put_weights(weights)   # every rank back to the last average: the same bits
             raise FloatingPointError("a rank's loss or weights became NaN or inf between two "
                                      "averages (local SGD); training stopped on every rank with "
                                      "the weights of the last average. Try a smaller lr.")
@@ -331,9 +336,7 @@ class _DistributedTrainer:
     def keep_average(self, steps_done):
         """What a divergence between averages goes back to: the weights and state that
         every rank holds alike after an average (or at the start), and the steps done."""
-        net = self.net
-        self.averaged = (steps_done, net._params.copy(),
-                         None if net._state is None else net._state.copy())
+        self.averaged = (steps_done, self.copy_weights())
 
     # -- validation -------------------------------------------------------------------
     def validation_scores(self):
@@ -368,7 +371,7 @@ class _DistributedTrainer:
                     lr = lr0 / (1.0 + sched.per_update_decay * self.step)
                     if self.sync_every is None:
                         if i % SNAPSHOT_STEPS == 0:
-                            self.snapshot(i, (loss_sum, weight_sum))
+                            self.snapshot(i)
                         try:
                             loss, weight = self.synchronous_step(rows, lr)
                         except _Overflow:
@@ -388,24 +391,11 @@ class _DistributedTrainer:
                             pending = [0.0, 0.0]
                     self.step += 1
                     last_lr = lr
-                hist.epoch_seconds.append(time.perf_counter() - started)
-                hist.loss.append(loss_sum / weight_sum)
-                hist.lr.append(last_lr)
-                monitored = hist.loss[-1]
-                if plan.val is not None:
-                    scores = self.validation_scores()
-                    hist.val_loss.append(scores["loss"])
-                    if "accuracy" in scores:
-                        hist.val_accuracy.append(scores["accuracy"])
-                    monitored = scores["loss"]
-                if verbose and self.rank == 0:
-                    extra = f", val_loss {hist.val_loss[-1]:.4f}" if plan.val is not None else ""
-                    print(f"epoch {epoch + 1}/{plan.epochs}: loss {hist.loss[-1]:.4f}{extra}, "
-                          f"lr {hist.lr[-1]:.3g}, {hist.epoch_seconds[-1]:.2f} s ({self.size} ranks)",
-                          flush=True)
-                if callback is not None:
-                    callback(FitProgress(epoch + 1, plan.epochs, len(plan.X), len(plan.X),
-                                         hist.loss[-1], hist.epoch_seconds[-1], True, hist))
+                monitored = end_of_epoch(hist, epoch, plan.epochs, time.perf_counter() - started,
+                                         loss_sum / weight_sum, last_lr,
+                                         None if plan.val is None else self.validation_scores(),
+                                         verbose and self.rank == 0, callback, len(plan.X),
+                                         f" ({self.size} ranks)")
                 hist.stopped_early = sched.end_epoch(monitored)
                 run = plan.run
                 if run is not None and run.due(epoch + 1, plan.epochs, hist.stopped_early):

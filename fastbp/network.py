@@ -85,6 +85,29 @@ class History:
         return self.lr[-1] if self.lr else None
 
 
+def end_of_epoch(hist, epoch, epochs, seconds, loss, lr, scores, verbose, callback, n_samples,
+                 note=""):
+    """An epoch's entry in hist (scores: the validation scores, or None), its line when
+    verbose and the callback's end-of-epoch call; returns the loss the schedule
+    watches: the validation loss if there is one, else the training loss."""
+    hist.epoch_seconds.append(seconds)
+    hist.loss.append(loss)
+    hist.lr.append(lr)
+    if scores is not None:
+        hist.val_loss.append(scores["loss"])
+        if "accuracy" in scores:
+            hist.val_accuracy.append(scores["accuracy"])
+    if verbose:
+        extra = f", val_loss {hist.val_loss[-1]:.4f}" if scores is not None else ""
+        if scores is not None and "accuracy" in scores:
+            extra += f", val_accuracy {hist.val_accuracy[-1]:.4f}"
+        print(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}{extra}, lr {lr:.3g}, "
+              f"{seconds:.2f} s{note}", flush=True)
+    if callback is not None:
+        callback(FitProgress(epoch + 1, epochs, n_samples, n_samples, loss, seconds, True, hist))
+    return loss if scores is None else scores["loss"]
+
+
 @dataclass
 class FitProgress:
     """What `Network.fit` tells its ``callback``: during an epoch about every 50 ms,
@@ -501,25 +524,10 @@ class Network:
                     if callback is not None and not trainer.epoch_done:
                         callback(FitProgress(epoch + 1, epochs, trainer.pos, n, trainer.epoch_loss,
                                              time.perf_counter() - start, False, hist))
-                hist.epoch_seconds.append(time.perf_counter() - start)
-                hist.loss.append(trainer.epoch_loss)
-                hist.lr.append(trainer.last_lr)
-                monitored = trainer.epoch_loss
-                if val is not None:
-                    scores = self._evaluate_checked(*val)
-                    hist.val_loss.append(scores["loss"])
-                    if "accuracy" in scores:
-                        hist.val_accuracy.append(scores["accuracy"])
-                    monitored = scores["loss"]
-                if verbose:
-                    extra = f", val_loss {hist.val_loss[-1]:.4f}" if val is not None else ""
-                    if hist.val_accuracy:
-                        extra += f", val_accuracy {hist.val_accuracy[-1]:.4f}"
-                    print(f"epoch {epoch + 1}/{epochs}: loss {hist.loss[-1]:.4f}{extra}, "
-                          f"lr {hist.lr[-1]:.3g}, {hist.epoch_seconds[-1]:.2f} s", flush=True)
-                if callback is not None:
-                    callback(FitProgress(epoch + 1, epochs, n, n, hist.loss[-1],
-                                         hist.epoch_seconds[-1], True, hist))
+                monitored = end_of_epoch(hist, epoch, epochs, time.perf_counter() - start,
+                                         trainer.epoch_loss, trainer.last_lr,
+                                         None if val is None else self._evaluate_checked(*val),
+                                         verbose, callback, n)
                 hist.stopped_early = sched.end_epoch(monitored)
                 if run is not None and run.due(epoch + 1, epochs, hist.stopped_early):
                     run.save(self, epoch + 1, trainer, n_updates_base, rule_steps_base,
