@@ -123,15 +123,17 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_bits(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastbp.__file__))]
                                         + env.get("PYTHONPATH", "").split(os.pathsep))
     alone = str(tmp_path / "alone.ckpt")
-    subprocess.run([sys.executable, str(script), alone, "6"], check=True, env=env, cwd=tmp_path)
+    # 30 epochs take about 0.25 s on a quiet machine: long enough for a kill within 0.1 s
+    # of the first checkpoint to land before the end.
+    subprocess.run([sys.executable, str(script), alone, "30"], check=True, env=env, cwd=tmp_path)
     expected = np.load(alone + ".weights.npy")
     rng = np.random.default_rng()
     for attempt in range(20):   # until the kill lands after the first checkpoint
-        child = subprocess.Popen([sys.executable, str(script), path, "6"], env=env, cwd=tmp_path)
+        child = subprocess.Popen([sys.executable, str(script), path, "30"], env=env, cwd=tmp_path)
         deadline = time.monotonic() + 60
         while not os.path.exists(path) and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.1))
         child.send_signal(signal.SIGKILL)
         child.wait()
         if os.path.exists(path) and not os.path.exists(path + ".weights.npy"):
@@ -142,8 +144,8 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_bits(tmp_path):
     else:
         pytest.fail("20 runs finished before a kill reached them")
     epochs_done = io.read_model(path)[0]["run"]["epochs_done"]   # a whole checkpoint, never a torn one
-    assert 1 <= epochs_done <= 6   # (6: killed between the last checkpoint and the end)
-    subprocess.run([sys.executable, str(script), path, "6", "resume"], check=True, env=env, cwd=tmp_path)
+    assert 1 <= epochs_done <= 30   # (30: killed between the last checkpoint and the end)
+    subprocess.run([sys.executable, str(script), path, "30", "resume"], check=True, env=env, cwd=tmp_path)
     np.testing.assert_array_equal(np.load(path + ".weights.npy"), expected)
 
 
