@@ -48,6 +48,46 @@ INLINE vreal vrelu(vreal x)
     __typeof__(x > x) mask = x > vbroadcast(0);
     return (vreal)((__typeof__(mask))x & mask);
 }
+/* The first n lanes of p (1 <= n <= VL), the other lanes 0; and the store of the
+ * first n lanes of v: rows whose length is not a whole number of vectors, in vector
+ * code, never touching memory past the row. A masked load or store where the build
+ * has one (AVX-512, or AVX2 under GCC), else lane by lane. */
+INLINE vreal vload_first(const real *p, int n)
+{
+#if defined(__AVX512F__) && FBP_VBYTES == 64
+    unsigned lanes = (1u << n) - 1;
+    if (sizeof(real) == 4) return (vreal)_mm512_maskz_loadu_ps((__mmask16)lanes, p);
+    return (vreal)_mm512_maskz_loadu_pd((__mmask8)lanes, p);
+#elif defined(__AVX2__) && FBP_VBYTES == 32
+    if (sizeof(real) == 4)
+        return (vreal)_mm256_maskload_ps((const float *)p, _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    return (vreal)_mm256_maskload_pd((const double *)p, _mm256_cmpgt_epi64(
+        _mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
+#else
+    if (n == VL) return vload(p);
+    vreal v = vbroadcast(0);
+    for (int k = 0; k < n; k++) v[k] = p[k];
+    return v;
+#endif
+}
+INLINE void vstore_first(real *p, vreal v, int n)
+{
+#if defined(__AVX512F__) && FBP_VBYTES == 64
+    unsigned lanes = (1u << n) - 1;
+    if (sizeof(real) == 4) _mm512_mask_storeu_ps(p, (__mmask16)lanes, (__m512)v);
+    else _mm512_mask_storeu_pd(p, (__mmask8)lanes, (__m512d)v);
+#elif defined(__AVX2__) && FBP_VBYTES == 32
+    if (sizeof(real) == 4)
+        _mm256_maskstore_ps((float *)p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), (__m256)v);
+    else
+        _mm256_maskstore_pd((double *)p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n),
+                            _mm256_setr_epi64x(0, 1, 2, 3)), (__m256d)v);
+#else
+    memcpy(p, &v, sizeof(real) * (size_t)n);
+#endif
+}
 INLINE real vsum(vreal v) { real s = 0; for (int i = 0; i < VL; i++) s += v[i]; return s; }
 /* 1 if every lane of x is 0 (or -0): its bits, sign bits masked off, or-ed together
  * as 64-bit lanes (cheaper than testing the lanes one by one). */

@@ -7,6 +7,7 @@
 #define FBP_DT f32
 #define FBP_ISA_NAME avx2
 /* System headers first, so that only fastbp code is compiled for AVX2. */
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
