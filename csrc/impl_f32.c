@@ -7,7 +7,7 @@
 #include "gemm.inc"
 #include "layers.inc"
 #include "small_batch.inc"
+#include "threads.inc"
 #include "sparse.inc"
 #include "loss.inc"
-#include "threads.inc"
 #include "train.inc"

@@ -17,9 +17,9 @@ FBP_TARGET_AVX2_BEGIN
 #include "gemm.inc"
 #include "layers.inc"
 #include "small_batch.inc"
+#include "threads.inc"
 #include "sparse.inc"
 #include "loss.inc"
-#include "threads.inc"
 #include "train.inc"
 FBP_TARGET_AVX2_END
 #endif
