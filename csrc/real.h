@@ -50,8 +50,13 @@ INLINE vreal vrelu(vreal x)
 }
 /* The first n lanes of p (1 <= n <= VL), the other lanes 0; and the store of the
  * first n lanes of v: rows whose length is not a whole number of vectors, in vector
- * code, never touching memory past the row. A masked load or store where the build
- * has one (AVX-512, or AVX2 under GCC), else lane by lane. */
+ * code, never touching memory past the row. A masked load or store where the compiler
+ * says the instructions are there (GCC defines __AVX2__ and __AVX512F__ under the
+ * builds' target pragmas, and so does a global -mavx2 for the generic build; Clang
+ * under a pragma does not), else lane by lane. */
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 INLINE vreal vload_first(const real *p, int n)
 {
 #if defined(__AVX512F__) && FBP_VBYTES == 64

@@ -1,0 +1,61 @@
+"""The sparse input layer (csrc/sparse.inc) gives bit-identical results for any number of
+threads: thread counts beyond its SPARSE_BLOCKS feature blocks, batches smaller than the
+thread count, several chunks per step, Adam (fused updates of masked tails), hidden
+widths that end in a partial vector, on every code path."""
+import numpy as np
+import pytest
+
+from fastbp import _core
+from conftest import assert_params_equal, make_net, params_copy, random_problem
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width,batch,optimizer", [
+    (100, 4, "sgd"), (100, 5, "adam"), (37, 24, "adam"), (129, 300, "sgd"),
+    (100, 1200, "sgd"),   # full-batch GD: chunks of max_batch, EPI_ADD, unfused update
+])
+def test_sparse_bits_do_not_depend_on_threads(code_path, dtype, width, batch, optimizer):
+    sizes = [784, width, 10]
+    if batch < 24:
+        sizes = [784, 2000 + width % 16, 10]   # enough work per row for threads_for
+    X, y = random_problem(sizes, "cross_entropy", 1200, dtype, seed=5, zero_fraction=0.85)
+    results = []
+    for n_threads in (1, 2, 3, 5, 6):
+        net = make_net(sizes, "relu", "cross_entropy", dtype, seed=6)
+        net.n_threads = n_threads
+        kw = dict(lr=0.01) if optimizer == "sgd" else dict(lr=1e-3)
+        if optimizer == "sgd":
+            kw["momentum"] = 0.5
+        net.fit(X[:max(batch * 3, 12)] if batch < 24 else X, y[:max(batch * 3, 12)] if batch < 24 else y,
+                optimizer=optimizer, batch_size=batch, epochs=1, **kw)
+        results.append(net)
+    for net in results[1:]:
+        assert_params_equal(net, params_copy(results[0]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", [37, 100, 129])
+@pytest.mark.parametrize("batch", [4, 7, 64, 1200])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_sparse_train_step_and_gradients_bits_for_any_threads(code_path, dtype, width, batch, optimizer):
+    # train_step and gradients run exactly n_threads threads (no busy-machine watch).
+    sizes = [784, width + (2048 if batch < 16 else 0), 10]
+    X, y = random_problem(sizes, "cross_entropy", batch, dtype, seed=batch, zero_fraction=0.85)
+    steps, grads = [], []
+    for n_threads in (1, 2, 3, 5, 9):
+        net = make_net(sizes, "relu", "cross_entropy", dtype, seed=6)
+        net.n_threads = n_threads
+        g = net.gradients(X, y)
+        for _ in range(2):
+            net.train_step(X, y, lr=1e-3, optimizer=optimizer, weight_decay=1e-3)
+        steps.append(params_copy(net))
+        grads.append([a for pair in g for a in pair])
+        p = net.predict_proba(X)
+        if n_threads == 1:
+            p1 = p
+        np.testing.assert_array_equal(p, p1)
+    for s, g in zip(steps[1:], grads[1:]):
+        for a, b in zip(s[0] + s[1], steps[0][0] + steps[0][1]):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(g, grads[0]):
+            np.testing.assert_array_equal(a, b)
