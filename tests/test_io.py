@@ -360,6 +360,17 @@ def test_pickled_object_array_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+def peak_bytes_of_refused_load(path, match):
+    """The most memory Python allocated while load(path) raised the ValueError `match`."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=match):
+            load(path)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("container", CONTAINERS)
 def test_lying_layer_sizes_are_refused_before_allocating(tmp_path, container):
     net, _ = trained_network("cross_entropy", "float32")
@@ -368,14 +379,7 @@ def test_lying_layer_sizes_are_refused_before_allocating(tmp_path, container):
     arrays = {k: v for k, v in arrays_of(net).items() if k[1] in "01"}
     path = tmp_path / "m.fbp"
     write_model(container, path, meta, arrays)
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError, match=f"{named(container, 'W0')} has shape"):
-            load(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 10 * 2**20
+    assert peak_bytes_of_refused_load(path, f"{named(container, 'W0')} has shape") < 10 * 2**20
 
 
 def test_tensor_offsets_beyond_the_file_are_refused(tmp_path):
@@ -389,14 +393,8 @@ def test_tensor_offsets_beyond_the_file_are_refused(tmp_path):
     header["4.weight"] = {"dtype": "F32", "shape": [2**20, 2**10], "data_offsets": [start, start + 2**32]}
     raw = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError, match="neither a safetensors file nor a .npz archive, or damaged"):
-            load(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 10 * 2**20
+    assert peak_bytes_of_refused_load(
+        path, "neither a safetensors file nor a .npz archive, or damaged") < 10 * 2**20
 
 
 def test_member_size_beyond_the_file_is_refused_before_reading(tmp_path):
