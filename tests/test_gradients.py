@@ -154,11 +154,13 @@ def test_gradients_with_many_zero_inputs(loss, dtype):
 @pytest.mark.parametrize("n", [8, 600])
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_gradients_from_the_non_zeros_of_a_sparse_input(activation, loss, n, dtype):
+@pytest.mark.parametrize("n_in", [100, 101])
+def test_gradients_from_the_non_zeros_of_a_sparse_input(n_in, activation, loss, n, dtype):
     # 85% zeros: the input layer's products run over the batch's non-zeros (by sample
-    # forward, by feature for dW), 70 outputs wide so that every strip width is used;
-    # 600 rows are two chunks whose dW add up.
-    sizes = [100, 70, 5]
+    # forward, by pairs of features for dW: an odd count leaves the last pair half
+    # empty), 70 outputs wide so that every strip width is used; 600 rows are two
+    # chunks whose dW add up.
+    sizes = [n_in, 70, 5]
     net = make_net(sizes, activation, loss, dtype, seed=9)
     X, y = random_problem(sizes, loss, n, dtype, seed=10, zero_fraction=0.85)
     X[:, 7] = 0   # a feature no sample has

@@ -5,7 +5,7 @@ widths that end in a partial vector, on every code path."""
 import numpy as np
 import pytest
 
-from fastbp import _core
+from fastbp import _core, reference
 from conftest import assert_params_equal, make_net, params_copy, random_problem
 
 
@@ -31,6 +31,32 @@ def test_sparse_bits_do_not_depend_on_threads(code_path, dtype, width, batch, op
         results.append(net)
     for net in results[1:]:
         assert_params_equal(net, params_copy(results[0]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_in", [783, 784])
+def test_sparse_pairs_of_features_bits_for_any_threads(code_path, dtype, n_in):
+    # The weight gradient runs over pairs of features (2p, 2p + 1), whole pairs to each
+    # thread: an odd feature count leaves the last pair half empty, and neighbouring
+    # features are non-zero together (as MNIST's pixels) or apart. Checked against the
+    # NumPy reference too.
+    sizes = [n_in, 100, 10]
+    X, y = random_problem(sizes, "cross_entropy", 240, dtype, seed=3, zero_fraction=0.85)
+    X[:, 1::2] = np.where(np.arange(240)[:, None] % 3 == 0, X[:, 0:n_in - 1:2], X[:, 1::2])
+    grads = []
+    for n_threads in (1, 2, 3, 5):
+        net = make_net(sizes, "relu", "cross_entropy", dtype, seed=6)
+        net.n_threads = n_threads
+        grads.append([a for pair in net.gradients(X, y) for a in pair])
+    for g in grads[1:]:
+        for a, b in zip(g, grads[0]):
+            np.testing.assert_array_equal(a, b)
+    _, expected = reference.gradients([w.astype(np.float64) for w in net.weights],
+                                      [b.astype(np.float64) for b in net.biases], net.activations,
+                                      X.astype(np.float64), y, net.loss)
+    for a, b in zip(grads[0], [g for pair in expected for g in pair]):
+        np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == "float32" else 1e-10,
+                                   atol=1e-6 if dtype == "float32" else 1e-13)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
