@@ -7,9 +7,10 @@ released and allocates nothing.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -421,11 +422,26 @@ class Network:
                               resume)
         if plan.run is not None:
             plan.run.data = checkpoints.data_fingerprints(*plan.data_arrays())
+        return self._run_plan(plan, verbose, callback, resume)
+
+    def _plan(self, X, y, **kwargs):
+        """The FitPlan of fit(X, y, **kwargs), fit's defaults for the arguments not given
+        (no checkpoints, no MPI)."""
+        planned = inspect.signature(Network._fit_plan).parameters
+        args = {name: p.default for name, p in inspect.signature(Network.fit).parameters.items()
+                if p.default is not p.empty and name in planned}
+        args.update(kwargs)
+        return self._fit_plan(X, y, **args)
+
+    def _run_plan(self, plan, verbose=False, callback=None, resume=None):
+        """Trains as fit does, on a plan that _fit_plan checked. A plan can run again, its
+        data not checked a second time: fastbp.sklearn runs one per epoch (the learning
+        rate set by FitPlan.with_lr), over data that it checked once."""
         self._lock.train_acquire("fit")
         try:
             if plan.optimizer == "lbfgs":
                 decay = plan.rule.weight_decay
-                if decay_on_sum:   # one batch: all of X
+                if plan.rule.decay_on_sum:   # one batch: all of X
                     decay /= len(plan.X) if plan.weights is None else float(plan.weights.sum(dtype=np.float64))
                 return self._fit_lbfgs(plan.X, plan.labels, plan.targets, plan.weights, decay,
                                        plan.epochs, plan.max_fun, plan.tol, plan.val, verbose,
@@ -899,6 +915,13 @@ class FitPlan:
     weights: Any
     val: Any
     run: Any             # checkpoints.RunCheckpoints, or None
+
+    def with_lr(self, lr):
+        """The same plan with learning rate lr (a new schedule from it)."""
+        s = self.sched
+        sched = Schedule(s.name, lr, decay=s.decay, step_size=s.step_size, gamma=s.gamma, tol=s.tol,
+                         n_iter_no_change=s.n_iter_no_change)
+        return replace(self, rule=replace(self.rule, lr=sched.lr0), sched=sched)
 
     def data_arrays(self):
         """(X, y, sample weights, validation pair) as the checkpoint fingerprints them."""

@@ -461,13 +461,14 @@ class _BaseMLP(BaseEstimator):
         scale = 1.0 if self.solver == "adam" else self._grad_scale(self.n_outputs_)
         return self._lr * scale
 
-    def _epoch(self, X, y_net, sample_weight, fit_args):
-        """One epoch over (X, y_net); returns fastbp's mean loss over it. Sparse X is
-        densified a whole number of batches at a time, in the epoch's order."""
+    def _epoch(self, X, y_net, sample_weight, fit_args, plan):
+        """One epoch over (X, y_net); returns fastbp's mean loss over it. Dense X runs
+        plan (_epochs_plan: X checked once for all epochs); sparse X is densified a whole
+        number of batches at a time, in the epoch's order."""
         net = self._network
         lr = self._lr_for_network()
-        if not scipy.sparse.issparse(X):
-            return net.fit(X, y_net, lr=lr, sample_weight=sample_weight, **fit_args).loss[0]
+        if plan is not None:
+            return net._run_plan(plan.with_lr(lr)).loss[0]
         n = X.shape[0]
         order = self._sparse_rng.permutation(n) if self.shuffle else np.arange(n)
         batch = fit_args["batch_size"]
@@ -488,12 +489,16 @@ class _BaseMLP(BaseEstimator):
         batch = self._batch_size(n_samples)
         n_batches = -(-n_samples // batch)
         fit_args = self._fit_args(batch, sample_weight)
+        plan = None
+        if not scipy.sparse.issparse(X):  # Network.fit's checks, once for all epochs
+            plan = self._network._plan(X, y_net, lr=self._lr_for_network(), sample_weight=sample_weight,
+                                       **fit_args)
         self.n_iter_ = 0
         squares_before = self._penalty_sum() if self.alpha else 0.0
         try:
             for _ in range(self.max_iter):
                 try:
-                    net_loss = self._epoch(X, y_net, sample_weight, fit_args)
+                    net_loss = self._epoch(X, y_net, sample_weight, fit_args, plan)
                 except FloatingPointError as err:
                     if not self.early_stopping:
                         raise ValueError("Solver produced non-finite parameter weights. The "
