@@ -463,8 +463,8 @@ class _BaseMLP(BaseEstimator):
 
     def _epoch(self, X, y_net, sample_weight, fit_args, plan):
         """One epoch over (X, y_net); returns fastbp's mean loss over it. Dense X runs
-        plan (_epochs_plan: X checked once for all epochs); sparse X is densified a whole
-        number of batches at a time, in the epoch's order."""
+        plan (Network._plan's, X checked once for all epochs); sparse X is densified a
+        whole number of batches at a time, in the epoch's order."""
         net = self._network
         lr = self._lr_for_network()
         if plan is not None:
@@ -489,13 +489,13 @@ class _BaseMLP(BaseEstimator):
         batch = self._batch_size(n_samples)
         n_batches = -(-n_samples // batch)
         fit_args = self._fit_args(batch, sample_weight)
-        plan = None
-        if not scipy.sparse.issparse(X):  # Network.fit's checks, once for all epochs
-            plan = self._network._plan(X, y_net, lr=self._lr_for_network(), sample_weight=sample_weight,
-                                       **fit_args)
         self.n_iter_ = 0
         squares_before = self._penalty_sum() if self.alpha else 0.0
         try:
+            plan = None
+            if not scipy.sparse.issparse(X):  # Network.fit's checks, once for all epochs
+                plan = self._network._plan(X, y_net, lr=self._lr_for_network(),
+                                           sample_weight=sample_weight, **fit_args)
             for _ in range(self.max_iter):
                 try:
                     net_loss = self._epoch(X, y_net, sample_weight, fit_args, plan)

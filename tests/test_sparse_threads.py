@@ -35,28 +35,50 @@ def test_sparse_bits_do_not_depend_on_threads(code_path, dtype, width, batch, op
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_in", [783, 784])
-def test_sparse_pairs_of_features_bits_for_any_threads(code_path, dtype, n_in):
+@pytest.mark.parametrize("layout", ["neighbours", "last_feature"])
+def test_sparse_pairs_of_features_bits_for_any_threads(code_path, dtype, n_in, layout):
     # The weight gradient runs over pairs of features (2p, 2p + 1), whole pairs to each
-    # thread: an odd feature count leaves the last pair half empty, and neighbouring
-    # features are non-zero together (as MNIST's pixels) or apart. Checked against the
-    # NumPy reference too.
+    # thread: an odd feature count leaves the last pair half empty. "neighbours":
+    # neighbouring features non-zero together (as MNIST's pixels) in a third of the
+    # rows; "last_feature": every non-zero in the last feature, so that the feature
+    # blocks all end there (sparse_blocks' fill-in) and one thread owns that pair.
+    # Gradients (stored), a plain SGD step (fused, pairs no sample has skipped) and
+    # Adam steps (fused) must not depend on the thread count and must match the NumPy
+    # reference.
     sizes = [n_in, 100, 10]
     X, y = random_problem(sizes, "cross_entropy", 240, dtype, seed=3, zero_fraction=0.85)
-    X[:, 1::2] = np.where(np.arange(240)[:, None] % 3 == 0, X[:, 0:n_in - 1:2], X[:, 1::2])
-    grads = []
+    if layout == "neighbours":
+        X[:, 1::2] = np.where(np.arange(240)[:, None] % 3 == 0, X[:, 0:n_in - 1:2], X[:, 1::2])
+    else:
+        X[:, :-1] = 0
+        X[::2, -1] = 1.5
+    lr = 0.1
+    runs = []
     for n_threads in (1, 2, 3, 5):
         net = make_net(sizes, "relu", "cross_entropy", dtype, seed=6)
         net.n_threads = n_threads
-        grads.append([a for pair in net.gradients(X, y) for a in pair])
-    for g in grads[1:]:
-        for a, b in zip(g, grads[0]):
+        before = params_copy(net)
+        grads = [a for pair in net.gradients(X, y) for a in pair]
+        net.train_step(X, y, lr=lr, optimizer="sgd")
+        sgd = params_copy(net)
+        for _ in range(2):
+            net.train_step(X, y, lr=1e-3, optimizer="adam")
+        runs.append((grads, sgd, params_copy(net)))
+    def arrays(run):
+        grads, sgd, adam = run
+        return grads + sgd[0] + sgd[1] + adam[0] + adam[1]
+    for run in runs[1:]:
+        for a, b in zip(arrays(run), arrays(runs[0])):
             np.testing.assert_array_equal(a, b)
-    _, expected = reference.gradients([w.astype(np.float64) for w in net.weights],
-                                      [b.astype(np.float64) for b in net.biases], net.activations,
+    _, expected = reference.gradients([w.astype(np.float64) for w in before[0]],
+                                      [b.astype(np.float64) for b in before[1]], net.activations,
                                       X.astype(np.float64), y, net.loss)
-    for a, b in zip(grads[0], [g for pair in expected for g in pair]):
-        np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == "float32" else 1e-10,
-                                   atol=1e-6 if dtype == "float32" else 1e-13)
+    rtol, atol = (1e-4, 1e-6) if dtype == "float32" else (1e-10, 1e-13)
+    for a, b in zip(runs[0][0], [g for pair in expected for g in pair]):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+    for l, (dW, db) in enumerate(expected):
+        np.testing.assert_allclose(runs[0][1][0][l], before[0][l] - lr * dW, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(runs[0][1][1][l], before[1][l] - lr * db, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
