@@ -150,6 +150,14 @@ def reference_of(net, dtype=None):
                                       net.activations, net.loss)
 
 
+def reference_gradients(net, X, y, dtype=np.float64):
+    """The reference's (mean loss, [(dW, db), ...]) from net's current parameters,
+    computed in dtype."""
+    weights = [w.astype(dtype) for w in net.weights]
+    biases = [b.astype(dtype) for b in net.biases]
+    return reference.gradients(weights, biases, net.activations, X.astype(dtype), y, net.loss)
+
+
 def assert_close_to_reference(net, ref, rtol, atol):
     for l in range(net.n_layers):
         np.testing.assert_allclose(net.weights[l], ref.weights[l], rtol=rtol, atol=atol,

@@ -6,7 +6,7 @@ import pytest
 from fastbp import reference
 
 from conftest import (assert_params_equal, make_net, params_copy, random_problem,
-                      rows_away_from_relu_kinks)
+                      reference_gradients, rows_away_from_relu_kinks)
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
 LOSSES = ("cross_entropy", "mse", "binary_cross_entropy", "poisson")
@@ -16,13 +16,6 @@ HIDDEN_WIDTHS = (6, 5, 7, 4)       # small, so finite differences over every par
 
 def sizes_with(n_hidden, n_in=4, n_out=3):
     return [n_in, *HIDDEN_WIDTHS[:n_hidden], n_out]
-
-
-def reference_gradients(net, X, y, dtype=np.float64):
-    """The reference's gradients from net's parameters, computed in dtype."""
-    weights = [w.astype(dtype) for w in net.weights]
-    biases = [b.astype(dtype) for b in net.biases]
-    return reference.gradients(weights, biases, net.activations, X.astype(dtype), y, net.loss)
 
 
 def reference_loss(weights, biases, activations, X, y, loss):
