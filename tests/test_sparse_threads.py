@@ -109,3 +109,35 @@ def test_sparse_train_step_and_gradients_bits_for_any_threads(code_path, dtype, 
             np.testing.assert_array_equal(a, b)
         for a, b in zip(g, grads[0]):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sizes,loss", [
+    ([784, 64], "mse"),                          # the sparse layer is a wide output: loss by thread 0
+    ([784, 10], "cross_entropy"),                # the sparse layer is a narrow output: loss by rows
+    ([784, 64, 32, 10], "cross_entropy"),        # hidden layers by columns between the two
+    ([784, 100, 64], "mse"),                     # a wide output above the sparse layer
+])
+def test_sparse_input_under_every_output_shape_bits_for_any_threads(code_path, dtype, sizes, loss):
+    # Which layers go by rows of the batch, and so which barriers a step can leave out,
+    # depends on the shape. The first half of the rows is empty, so the threads that own
+    # them finish their rows long before the others: a missing barrier shows at once.
+    X, y = random_problem(sizes, loss, 200, dtype, seed=1, zero_fraction=0.85)
+    X[:100] = 0
+    X[:4, :3] = 1
+    runs = []
+    for n_threads in (1, 2, 3, 9):
+        net = make_net(sizes, "relu", loss, dtype, seed=2)
+        net.n_threads = n_threads
+        g = [a for pair in net.gradients(X, y) for a in pair]
+        if n_threads == 1:
+            _, expected = reference_gradients(net, X, y)
+            rtol, atol = (2e-3, 1e-5) if dtype == "float32" else (1e-9, 1e-12)
+            for a, b in zip(g, [a for pair in expected for a in pair]):
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+        net.train_step(X, y, lr=1e-2, optimizer="adam")
+        weights, biases = params_copy(net)
+        runs.append(g + weights + biases + [net.predict_proba(X) if loss == "cross_entropy" else net.predict(X)])
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            np.testing.assert_array_equal(a, b)
