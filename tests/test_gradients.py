@@ -165,12 +165,11 @@ def test_gradients_from_the_non_zeros_of_a_sparse_input(n_in, activation, loss, 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("layout", ["first_rows_zero", "last_features", "one_feature"])
-def test_sparse_gradient_shares_follow_the_non_zeros(layout, dtype):
-    # The sparse input layer's weight gradient gives each thread an equal share of the
-    # batch's entries by pairs of features (sparse_pair_range): with these layouts a
-    # thread's share holds only empty pairs, or (first rows all zero) rows of the batch
-    # with no non-zeros come first. The gradients must not care, and neither may the
-    # thread count.
+def test_sparse_input_blocks_follow_the_non_zeros(layout, dtype):
+    # The sparse input layer cuts its feature blocks so that each holds an equal share
+    # of the non-zeros in the batch's first rows: with these layouts blocks come out
+    # empty, or (first rows all zero) at equal widths. The gradients must not care,
+    # and neither may the thread count.
     # (Big enough batches that the steps run on several threads.)
     sizes = [300, 100, 10]
     X, y = random_problem(sizes, "cross_entropy", 80, dtype, seed=10, zero_fraction=0.85)

@@ -1,9 +1,7 @@
 """The sparse input layer (csrc/sparse.inc) gives bit-identical results for any number of
-threads: each thread's rows of the batch in the forward pass (with the narrow output
-layer and the delta below it by the same rows, no barrier between), each thread's
-pairs of features cut per batch in the weight gradient; more threads than pairs with
-entries, batches smaller than the thread count, several chunks per step, Adam (fused
-updates of masked tails), hidden widths that end in a partial vector, on every code
+threads: thread counts beyond its SPARSE_BLOCKS feature blocks, batches smaller than the
+thread count, several chunks per step, Adam (fused updates of masked tails), hidden
+widths that end in a partial vector, every shape of the layers above it, on every code
 path."""
 import numpy as np
 import pytest
@@ -42,9 +40,8 @@ def test_sparse_pairs_of_features_bits_for_any_threads(code_path, dtype, n_in, l
     # The weight gradient runs over pairs of features (2p, 2p + 1), whole pairs to each
     # thread: an odd feature count leaves the last pair half empty. "neighbours":
     # neighbouring features non-zero together (as MNIST's pixels) in a third of the
-    # rows; "last_feature": every non-zero in the last feature, so that all of the
-    # gradient's work is in the last pair, which one thread owns, and the other
-    # threads' shares (sparse_pair_range) hold only empty pairs.
+    # rows; "last_feature": every non-zero in the last feature, so that the feature
+    # blocks all end there (sparse_blocks' fill-in) and one thread owns that pair.
     # Gradients (stored), a plain SGD step (fused, pairs no sample has skipped) and
     # Adam steps (fused) must not depend on the thread count and must match the NumPy
     # reference.
@@ -119,8 +116,8 @@ def test_sparse_train_step_and_gradients_bits_for_any_threads(code_path, dtype, 
     ([784, 100, 64], "mse"),                     # a wide output above the sparse layer
 ])
 def test_sparse_input_under_every_output_shape_bits_for_any_threads(code_path, dtype, sizes, loss):
-    # Which layers go by rows of the batch, and so which barriers a step can leave out,
-    # depends on the shape. The first half of the rows is empty, so the threads that own
+    # The layers above the sparse one split their work by columns or (a narrow output
+    # layer) by rows. The first half of the rows is empty, so the threads that own
     # them finish their rows long before the others: a missing barrier shows at once.
     X, y = random_problem(sizes, loss, 200, dtype, seed=1, zero_fraction=0.85)
     X[:100] = 0
