@@ -116,9 +116,10 @@ def test_sparse_train_step_and_gradients_bits_for_any_threads(code_path, dtype, 
     ([784, 100, 64], "mse"),                     # a wide output above the sparse layer
 ])
 def test_sparse_input_under_every_output_shape_bits_for_any_threads(code_path, dtype, sizes, loss):
-    # The layers above the sparse one split their work by columns or (a narrow output
-    # layer) by rows. The first half of the rows is empty, so the threads that own
-    # them finish their rows long before the others: a missing barrier shows at once.
+    # Each thread builds the non-zeros of its own rows of the batch, and the layers above
+    # the sparse one split their work by columns or (a narrow output layer) by rows. The
+    # first half of the rows is empty, so the threads that own them finish their share
+    # long before the others: a missing barrier shows at once.
     X, y = random_problem(sizes, loss, 200, dtype, seed=1, zero_fraction=0.85)
     X[:100] = 0
     X[:4, :3] = 1
