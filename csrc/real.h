@@ -10,6 +10,7 @@
  *   FBP_ISA_NAME  generic, avx2 or avx512
  *   FBP_VBYTES    bytes of one vector: 64 for avx512, else 32 (the default)
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>

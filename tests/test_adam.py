@@ -232,3 +232,70 @@ def test_adam_update_rejects_bad_arrays_and_settings():
         v.flags.writeable = False
         fastbp.adam_update(p, g, np.zeros(4), v, 1, 0.1)
     assert (p == 0).all()
+
+
+# Adam's step reads a first moment below the smallest normal number as 0 (csrc/optim.inc,
+# vtiny_to_zero): the moment itself keeps its exact value. Weights are planted just above
+# the subnormal range, where the IEEE step (lr / eps times a subnormal moment) would still
+# change them: so a kernel that skipped the rule, or applied it to the stored moment,
+# fails here.
+TINY = {"float32": (1e-39, 1e-30), "float64": (1e-310, 1e-295)}   # (subnormal m, tiny w)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rule", [_core.RULE_ADAM, _core.RULE_ADAMW, _core.RULE_ADAM_SKLEARN])
+def test_a_subnormal_first_moment_moves_no_weight(code_path, dtype, rule):
+    subnormal, w0 = TINY[dtype]
+    n = 37                                   # vectors and a tail on every code path
+    m = np.where(np.arange(n) % 2 == 0, subnormal, 1e-3).astype(dtype)
+    m[1::4] *= -1
+    m[5] = np.nan
+    w0 = np.asarray(w0, dtype)
+    w = np.full(n, w0, dtype=dtype)
+    v = np.where(np.abs(m) < 1e-30, 0, 1e-2).astype(dtype)   # the step there: lr / eps * m
+    grad = np.zeros(n, dtype=dtype)
+    expected_m = m * np.asarray(0.9, dtype)
+    expected_v = v * np.asarray(0.999, dtype)
+    ref_w, ref_m, ref_v = w.copy(), m.copy(), v.copy()
+    if rule == _core.RULE_ADAM_SKLEARN:
+        reference.adam_sklearn_update(ref_w, grad, ref_m, ref_v, 3, 1e-3)
+    else:
+        reference.adam_update(ref_w, grad, ref_m, ref_v, 3, 1e-3, decoupled=rule == _core.RULE_ADAMW)
+    _core.update_raw(rule, w, grad, m, v, 1e-3, 0.0, 0.0, False, 0.9, 0.999, 1e-8, 3)
+    np.testing.assert_array_equal(m, expected_m)   # the stored moments: exact, NaN kept
+    np.testing.assert_array_equal(v, expected_v)
+    tiny = np.abs(expected_m) < np.finfo(dtype).tiny
+    assert tiny.sum() == 19 and (ref_w[tiny] != w0).all()   # IEEE would move them
+    np.testing.assert_array_equal(w[tiny], w0)
+    normal = ~tiny & ~np.isnan(m)
+    np.testing.assert_allclose(w[normal], ref_w[normal], rtol=1e-6 if dtype == "float32" else 1e-13)
+    assert np.isnan(w[5])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "adam_sklearn"])
+@pytest.mark.parametrize("batch, zeros", SITES)
+def test_a_subnormal_first_moment_moves_no_weight_at_every_site(code_path, dtype, optimizer,
+                                                                 batch, zeros):
+    sizes = [784, 203, 10]   # 203: a tail of values after the vectors on every code path
+    subnormal, w0 = TINY[dtype]
+    w0 = np.asarray(w0, dtype)
+    net = make_net(sizes, "relu", "cross_entropy", dtype, seed=5)
+    X, y = random_problem(sizes, "cross_entropy", batch, dtype, seed=6, zero_fraction=zeros)
+    X[:, 7] = 0                              # input 7's row of W gets a zero gradient
+    settings = dict(lr=1e-3, optimizer=optimizer, n_threads=2)
+    net.train_step(X, y, **settings)         # makes the moments
+    weights, _ = net._layout.views(net._params)
+    m = net._layout.views(net._state[0])[0][0]
+    v = net._layout.views(net._state[1])[0][0]
+    weights[0][7] = w0
+    m[7] = subnormal * np.where(np.arange(sizes[1]) % 3 == 0, -1, 1)
+    v[7] = 0
+    expected_m = m[7].copy()
+    for _ in range(2):
+        net.train_step(X, y, **settings)
+        expected_m *= np.asarray(0.9, dtype)
+    np.testing.assert_array_equal(m[7], expected_m)
+    np.testing.assert_array_equal(v[7], 0)
+    np.testing.assert_array_equal(weights[0][7], w0)
+    assert np.isfinite(weights[0]).all() and (weights[0][8] != 0).all()
