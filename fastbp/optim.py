@@ -54,6 +54,10 @@ def adam_update(param: npt.NDArray[np.floating[Any]], grad: npt.NDArray[np.float
         w <- w - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 
     All arrays C-contiguous, of one shape and dtype (float32 or float64). Returns ``param``.
+    One departure from PyTorch: the step reads an ``m`` below the smallest normal number
+    of the dtype as 0 (a subnormal multiplication is slow); ``m`` keeps its exact value,
+    and only weights smaller than about 2^25 * lr / (1 - beta1^step) * tiny / eps in
+    magnitude can come out differently.
 
     >>> import numpy as np, fastbp
     >>> x, m, v = np.array([-3.0]), np.zeros(1), np.zeros(1)

@@ -235,10 +235,10 @@ def test_adam_update_rejects_bad_arrays_and_settings():
 
 
 # Adam's step reads a first moment below the smallest normal number as 0 (csrc/optim.inc,
-# vtiny_to_zero): the moment itself keeps its exact value. Weights are planted just above
-# the subnormal range, where the IEEE step (lr / eps times a subnormal moment) would still
-# change them: so a kernel that skipped the rule, or applied it to the stored moment,
-# fails here.
+# vtiny_to_zero): the moment itself keeps its exact value. Weights are planted small
+# enough (1e-30, 1e-295) that the IEEE step, step_size / eps times a subnormal moment,
+# would still change them: so a kernel that skipped the rule, or applied it to the
+# stored moment, fails here. The smallest normal moment (finfo.tiny) is not read as 0.
 TINY = {"float32": (1e-39, 1e-30), "float64": (1e-310, 1e-295)}   # (subnormal m, tiny w)
 
 
@@ -249,6 +249,9 @@ def test_a_subnormal_first_moment_moves_no_weight(code_path, dtype, rule):
     n = 37                                   # vectors and a tail on every code path
     m = np.where(np.arange(n) % 2 == 0, subnormal, 1e-3).astype(dtype)
     m[1::4] *= -1
+    m[::4] *= -1                             # subnormal moments of both signs
+    m[3] = np.finfo(dtype).tiny / np.asarray(0.9, dtype)   # after the decay: about tiny,
+    m[7] = -m[3]                                           # normal, so it moves w
     m[5] = np.nan
     w0 = np.asarray(w0, dtype)
     w = np.full(n, w0, dtype=dtype)
@@ -267,6 +270,7 @@ def test_a_subnormal_first_moment_moves_no_weight(code_path, dtype, rule):
     tiny = np.abs(expected_m) < np.finfo(dtype).tiny
     assert tiny.sum() == 19 and (ref_w[tiny] != w0).all()   # IEEE would move them
     np.testing.assert_array_equal(w[tiny], w0)
+    assert (np.abs(expected_m[[3, 7]]) >= np.finfo(dtype).tiny).all() and (w[[3, 7]] != w0).all()
     normal = ~tiny & ~np.isnan(m)
     np.testing.assert_allclose(w[normal], ref_w[normal], rtol=1e-6 if dtype == "float32" else 1e-13)
     assert np.isnan(w[5])
@@ -292,10 +296,11 @@ def test_a_subnormal_first_moment_moves_no_weight_at_every_site(code_path, dtype
     m[7] = subnormal * np.where(np.arange(sizes[1]) % 3 == 0, -1, 1)
     v[7] = 0
     expected_m = m[7].copy()
+    row_8 = weights[0][8].copy()
     for _ in range(2):
         net.train_step(X, y, **settings)
         expected_m *= np.asarray(0.9, dtype)
     np.testing.assert_array_equal(m[7], expected_m)
     np.testing.assert_array_equal(v[7], 0)
     np.testing.assert_array_equal(weights[0][7], w0)
-    assert np.isfinite(weights[0]).all() and (weights[0][8] != 0).all()
+    assert np.isfinite(weights[0]).all() and (weights[0][8] != row_8).any()   # the views are live
